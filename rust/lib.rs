@@ -1,0 +1,14 @@
+//! Rust core of koemorph-data.
+//!
+//! Pure Rust (no PyO3 types outside `python`): blendshape JSONL parsing, frame-rate
+//! conversion, audio/frame alignment, epoch window plans and window gathering.
+//! `cargo test` covers all of it without a Python interpreter.
+pub mod arkit;
+pub mod fps;
+pub mod jsonl;
+pub mod plan;
+pub mod rng;
+pub mod timing;
+
+#[cfg(feature = "python")]
+mod python;
