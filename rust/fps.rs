@@ -1,0 +1,276 @@
+//! Frame-rate detection and conversion of blendshape sequences.
+
+use crate::arkit::NUM_BLENDSHAPES;
+use crate::jsonl::Blendshapes;
+
+const N: usize = NUM_BLENDSHAPES;
+
+/// Slack (seconds) for floating-point noise when placing target frames on the source time axis.
+const EPS: f64 = 1e-9;
+
+fn median_sorted(v: &[f64]) -> f64 {
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Median of the steps between consecutive timestamps (repeats count as 0 steps; if the median
+/// is 0, use the median of the positive steps); None when fewer than 2 distinct timestamps.
+/// Returns the frame rate `1 / median_step`.
+pub fn detect_fps(timestamps: &[f64]) -> Option<f64> {
+    let mut steps: Vec<f64> = timestamps.windows(2).map(|w| w[1] - w[0]).collect();
+    if !steps.iter().any(|&s| s > 0.0) {
+        return None;
+    }
+    steps.sort_unstable_by(f64::total_cmp);
+    let mut step = median_sorted(&steps);
+    if step <= 0.0 {
+        let first_pos = steps.partition_point(|&s| s <= 0.0);
+        step = median_sorted(&steps[first_pos..]);
+    }
+    let fps = 1.0 / step;
+    if fps.is_finite() && fps > 0.0 {
+        Some(fps)
+    } else {
+        None
+    }
+}
+
+/// True when detected fps is more than 1% away from target (|fps - target| > 0.01 * target).
+/// An undetectable rate (None: fewer than 2 distinct timestamps) needs no conversion.
+pub fn needs_conversion(source_fps: Option<f64>, target_fps: f64) -> bool {
+    match source_fps {
+        Some(fps) => (fps - target_fps).abs() > 0.01 * target_fps,
+        None => false,
+    }
+}
+
+/// Last target frame index: floor(span * target_fps + 1e-9).
+fn last_frame_index(span: f64, target_fps: f64) -> usize {
+    let k = (span * target_fps + EPS).floor();
+    if k.is_finite() && k > 0.0 {
+        k as usize
+    } else {
+        0
+    }
+}
+
+/// Number of target frames after conversion: floor(span * target_fps + 1e-9) + 1 where
+/// span = last - first timestamp (rows count if no conversion is needed; 0 for no rows).
+pub fn conformed_frame_count(timestamps: &[f64], target_fps: f64) -> usize {
+    if timestamps.is_empty() || !needs_conversion(detect_fps(timestamps), target_fps) {
+        return timestamps.len();
+    }
+    let span = timestamps[timestamps.len() - 1] - timestamps[0];
+    last_frame_index(span, target_fps) + 1
+}
+
+/// Resample onto the target grid by linear interpolation in time when needs_conversion, else
+/// return the input unchanged (moved, no copy).
+///
+/// Time is measured from the first timestamp; target frame k sits at t = k / target_fps for
+/// k = 0 ..= floor(span * target_fps + 1e-9). For t, i is the last row with
+/// ts[i] - ts[0] <= t (+1e-9 s of slack, so a target time that coincides with a source frame up
+/// to rounding noise takes that frame's values exactly); the last row's values are used as is,
+/// otherwise rows i and i+1 are interpolated linearly (ts[i+1] > t, so no division by zero even
+/// with repeated timestamps). Computed in f64, stored as f32. Output timestamps are
+/// first + k / target_fps. O(rows + frames).
+pub fn conform_fps(bs: Blendshapes, target_fps: f64) -> Blendshapes {
+    let ts = &bs.timestamps;
+    let rows = ts.len();
+    if rows == 0 || !needs_conversion(detect_fps(ts), target_fps) {
+        return bs;
+    }
+    debug_assert_eq!(bs.values.len(), rows * N);
+    let t0 = ts[0];
+    let frames = last_frame_index(ts[rows - 1] - t0, target_fps) + 1;
+    let mut values = Vec::with_capacity(frames * N);
+    let mut timestamps = Vec::with_capacity(frames);
+    let mut i = 0usize;
+    for k in 0..frames {
+        let t = k as f64 / target_fps;
+        while i + 1 < rows && ts[i + 1] - t0 <= t + EPS {
+            i += 1;
+        }
+        let a = &bs.values[i * N..(i + 1) * N];
+        if i + 1 == rows {
+            values.extend_from_slice(a);
+        } else {
+            let ta = ts[i] - t0;
+            let tb = ts[i + 1] - t0;
+            let alpha = ((t - ta) / (tb - ta)).clamp(0.0, 1.0);
+            if alpha == 0.0 {
+                values.extend_from_slice(a);
+            } else {
+                let b = &bs.values[(i + 1) * N..(i + 2) * N];
+                values.extend(
+                    a.iter()
+                        .zip(b)
+                        .map(|(&x, &y)| (x as f64 + (y as f64 - x as f64) * alpha) as f32),
+                );
+            }
+        }
+        timestamps.push(t0 + t);
+    }
+    Blendshapes { values, timestamps }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn make(ts: Vec<f64>) -> Blendshapes {
+        let values = (0..ts.len() * N)
+            .map(|j| ((j / N) * 10 + j % N) as f32 * 0.01)
+            .collect();
+        Blendshapes {
+            values,
+            timestamps: ts,
+        }
+    }
+
+    fn row(bs: &Blendshapes, r: usize) -> &[f32] {
+        &bs.values[r * N..(r + 1) * N]
+    }
+
+    #[test]
+    fn detect() {
+        let ts: Vec<f64> = (0..100).map(|i| i as f64 / 60.0).collect();
+        assert!((detect_fps(&ts).unwrap() - 60.0).abs() < 1e-9);
+        assert_eq!(detect_fps(&[]), None);
+        assert_eq!(detect_fps(&[1.0]), None);
+        assert_eq!(detect_fps(&[1.0, 1.0, 1.0]), None);
+        // Mostly repeats: median step is 0, so the median of positive steps is used.
+        let ts = [0.0, 0.0, 0.0, 0.0, 0.1, 0.1, 0.1, 0.3];
+        assert!((detect_fps(&ts).unwrap() - 1.0 / 0.15).abs() < 1e-9);
+        // Jitter and a dropped frame do not move the median.
+        let ts = [0.0, 1.0 / 30.0, 2.0 / 30.0, 4.0 / 30.0, 5.0 / 30.0, 6.0 / 30.0];
+        assert!((detect_fps(&ts).unwrap() - 30.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn needs() {
+        assert!(!needs_conversion(None, 30.0));
+        assert!(!needs_conversion(Some(30.2), 30.0));
+        assert!(!needs_conversion(Some(29.8), 30.0));
+        assert!(needs_conversion(Some(30.4), 30.0));
+        assert!(needs_conversion(Some(60.0), 30.0));
+        assert!(needs_conversion(Some(24.0), 30.0));
+    }
+
+    #[test]
+    fn sixty_to_thirty_takes_every_other_row() {
+        for t0 in [0.0, 12.3456] {
+            let ts: Vec<f64> = (0..61).map(|i| t0 + i as f64 / 60.0).collect();
+            let span = ts[60] - ts[0];
+            let expect_count = (span * 30.0 + 1e-9).floor() as usize + 1;
+            assert_eq!(expect_count, 31);
+            assert_eq!(conformed_frame_count(&ts, 30.0), expect_count);
+            let src = make(ts);
+            let out = conform_fps(src.clone(), 30.0);
+            assert_eq!(out.rows(), expect_count);
+            assert_eq!(out.values.len(), expect_count * N);
+            for k in 0..expect_count {
+                assert_eq!(row(&out, k), row(&src, 2 * k), "t0={t0} k={k}");
+                assert!((out.timestamps[k] - (t0 + k as f64 / 30.0)).abs() < 1e-12);
+            }
+        }
+        // An odd number of rows: the last target frame is before the last row.
+        let ts: Vec<f64> = (0..60).map(|i| i as f64 / 60.0).collect();
+        assert_eq!(conformed_frame_count(&ts, 30.0), 30);
+    }
+
+    #[test]
+    fn twenty_four_to_thirty_interpolates() {
+        // 5 rows at 24 fps: t = 0, 1/24, 2/24, 3/24, 4/24 (span 1/6 s) -> floor(5) + 1 = 6 frames.
+        let ts: Vec<f64> = (0..5).map(|i| i as f64 / 24.0).collect();
+        let mut values = vec![0f32; 5 * N];
+        let src_col0 = [0.0f32, 1.0, 0.5, 0.25, 1.0];
+        for r in 0..5 {
+            values[r * N] = src_col0[r];
+            values[r * N + 17] = r as f32; // linear ramp
+        }
+        let src = Blendshapes {
+            values,
+            timestamps: ts.clone(),
+        };
+        assert_eq!(conformed_frame_count(&ts, 30.0), 6);
+        let out = conform_fps(src, 30.0);
+        assert_eq!(out.rows(), 6);
+        // Target k at k/30 s = source position k*24/30 = 0, 0.8, 1.6, 2.4, 3.2, 4.0 rows.
+        let expect_col0 = [
+            0.0,                       // row 0
+            0.0 + (1.0 - 0.0) * 0.8,   // rows 0..1 at 0.8
+            1.0 + (0.5 - 1.0) * 0.6,   // rows 1..2 at 0.6
+            0.5 + (0.25 - 0.5) * 0.4,  // rows 2..3 at 0.4
+            0.25 + (1.0 - 0.25) * 0.2, // rows 3..4 at 0.2
+            1.0,                       // last row
+        ];
+        let expect_ramp = [0.0, 0.8, 1.6, 2.4, 3.2, 4.0];
+        for k in 0..6 {
+            assert!(
+                (out.values[k * N] - expect_col0[k] as f32).abs() < 1e-6,
+                "k={k}: {}",
+                out.values[k * N]
+            );
+            assert!(
+                (out.values[k * N + 17] - expect_ramp[k] as f32).abs() < 1e-6,
+                "k={k}"
+            );
+            assert!((out.timestamps[k] - k as f64 / 30.0).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn within_one_percent_is_unchanged_and_not_copied() {
+        let ts: Vec<f64> = (0..50).map(|i| i as f64 / 30.2).collect();
+        assert_eq!(conformed_frame_count(&ts, 30.0), 50);
+        let src = make(ts);
+        let ptr = src.values.as_ptr();
+        let expect = src.clone();
+        let out = conform_fps(src, 30.0);
+        assert_eq!(out, expect);
+        assert_eq!(out.values.as_ptr(), ptr, "moved, not copied");
+    }
+
+    #[test]
+    fn repeated_timestamps() {
+        // 60 fps with every timestamp duplicated once: median step is 0 -> positive median 1/60.
+        let ts: Vec<f64> = (0..40).map(|i| (i / 2) as f64 / 60.0).collect();
+        assert!((detect_fps(&ts).unwrap() - 60.0).abs() < 1e-9);
+        let src = make(ts);
+        let out = conform_fps(src.clone(), 30.0);
+        // span = 19/60 -> floor(9.5) + 1 = 10 frames; frame k is at source time 2k/60, i.e. the
+        // LAST row carrying that timestamp (row 4k + 1).
+        assert_eq!(out.rows(), 10);
+        for k in 0..10 {
+            assert_eq!(row(&out, k), row(&src, 4 * k + 1), "k={k}");
+        }
+        for w in out.values.iter() {
+            assert!(w.is_finite());
+        }
+    }
+
+    #[test]
+    fn single_row_and_empty() {
+        let src = make(vec![3.0]);
+        assert_eq!(conformed_frame_count(&src.timestamps, 30.0), 1);
+        assert_eq!(conform_fps(src.clone(), 30.0), src);
+        let empty = Blendshapes::default();
+        assert_eq!(conformed_frame_count(&[], 30.0), 0);
+        assert_eq!(conform_fps(empty.clone(), 30.0), empty);
+    }
+
+    #[test]
+    fn upsampling_counts_match() {
+        let ts: Vec<f64> = (0..=24).map(|i| 1.5 + i as f64 / 24.0).collect(); // exactly 1 s
+        assert_eq!(conformed_frame_count(&ts, 60.0), 61);
+        let out = conform_fps(make(ts), 60.0);
+        assert_eq!(out.rows(), 61);
+        assert_eq!(out.values.len(), 61 * N);
+        assert!((out.timestamps[60] - 2.5).abs() < 1e-12);
+    }
+}
