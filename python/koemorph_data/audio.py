@@ -1,0 +1,55 @@
+"""Audio loading: soundfile decoding, mono down-mix and soxr resampling (no librosa)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from . import _core
+from .errors import DataFormatError
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    path: Path
+    sample_rate: int       # the file's own rate
+    channels: int
+    frames: int            # samples per channel in the file
+    length: int            # samples after resampling to the dataset's rate
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def audio_info(path: str | Path, sample_rate: int) -> AudioInfo:
+    """Reads only the header; ``length`` follows soxr's rounding of the resampled length."""
+    path = Path(path)
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError/TypeError
+        raise DataFormatError(f"{path}: unreadable audio: {exc}", path=str(path),
+                              reason=f"unreadable audio: {exc}") from exc
+    if info.samplerate <= 0 or info.channels <= 0:
+        raise DataFormatError(f"{path}: invalid audio header", path=str(path), reason="invalid audio header")
+    if info.frames <= 0:
+        raise DataFormatError(f"{path}: audio has no samples", path=str(path), reason="audio has no samples")
+    length = _core.resampled_length(info.frames, info.samplerate, sample_rate)
+    return AudioInfo(path, info.samplerate, info.channels, info.frames, length)
+
+
+def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Decodes a file to float32 mono at ``sample_rate`` (channels averaged, soxr "HQ")."""
+    path = Path(path)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise DataFormatError(f"{path}: unreadable audio: {exc}", path=str(path),
+                              reason=f"unreadable audio: {exc}") from exc
+    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+    if rate != sample_rate:
+        mono = soxr.resample(mono, rate, sample_rate, quality="HQ")
+    return np.ascontiguousarray(mono, dtype=np.float32)

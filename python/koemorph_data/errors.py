@@ -1,0 +1,24 @@
+"""Exceptions raised for bad input."""
+from __future__ import annotations
+
+
+class DataFormatError(ValueError):
+    """A take's file is malformed or unreadable.
+
+    ``path`` names the file, ``line`` is the 1-based JSONL line (None when the fault is not
+    tied to a line) and ``reason`` the bare description without the location.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
+                 reason: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
+        self.reason = reason if reason is not None else message
+
+    def __reduce__(self):  # keep path/line/reason when raised inside a DataLoader worker
+        return (_rebuild, (self.args[0], self.path, self.line, self.reason))
+
+
+def _rebuild(message, path, line, reason):
+    return DataFormatError(message, path=path, line=line, reason=reason)

@@ -1,0 +1,133 @@
+"""Discovery and validation of takes (a ``.wav`` with its same-stem ``.jsonl``).
+
+Validation runs in the process that builds the epoch plan: the JSONL is parsed by the Rust
+core (cheap) and the wav header is read, so every worker and rank agrees on each take's
+usable frame count, and ``skipped`` is complete in the training process.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import _core
+from .audio import audio_info
+from .errors import DataFormatError
+
+logger = logging.getLogger("koemorph_data")
+
+
+@dataclass(frozen=True)
+class TakeInfo:
+    """What validation learned about one take."""
+
+    audio_path: Path
+    jsonl_path: Path
+    blendshape_frames: int   # frames at target_fps after any fps conversion
+    audio_frames: int        # frames the (resampled) audio covers
+    source_fps: float | None
+    usable_frames: int       # min of the two: what windows are cut from
+
+
+def _walk(root: Path, suffix: str) -> list[Path]:
+    """All files under root with this suffix, following directory symlinks without looping."""
+    found: list[Path] = []
+    seen_dirs: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs:  # a symlink loop or a second link to a directory already walked
+            logger.warning("not descending into %s again (directory symlink loop)", dirpath)
+            dirnames[:] = []
+            continue
+        seen_dirs.add(key)
+        for name in filenames:
+            if name.endswith(suffix):
+                found.append(Path(dirpath) / name)
+    return found
+
+
+def find_file_pairs(data_dir: str | Path) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """``(pairs, orphans)``: every ``**/*.wav`` with its ``.jsonl`` beside it, sorted as Python
+    sorts Path objects, and the wavs without a jsonl and jsonls without a wav."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise ValueError(f"data_dir {root} is not a directory")
+    wavs = _walk(root, ".wav")
+    jsonls = set(_walk(root, ".jsonl"))
+    pairs: list[tuple[Path, Path]] = []
+    orphans: list[Path] = []
+    for wav in wavs:
+        jsonl = wav.with_suffix(".jsonl")
+        if jsonl in jsonls:
+            pairs.append((wav, jsonl))
+            jsonls.discard(jsonl)
+        else:
+            orphans.append(wav)
+    orphans.extend(jsonls)
+    for orphan in sorted(orphans):
+        logger.warning("%s has no partner (%s missing); ignored", orphan,
+                       ".jsonl" if orphan.suffix == ".wav" else ".wav")
+    return sorted(pairs), sorted(orphans)
+
+
+def validate_take(audio_path: Path, jsonl_path: Path, *, sample_rate: int, target_fps: int,
+                  alignment: str) -> TakeInfo:
+    """Parses the JSONL and reads the wav header; raises DataFormatError naming the file."""
+    values, timestamps, source_fps, _rows = _core.load_blendshapes(str(jsonl_path), float(target_fps))
+    del values
+    info = audio_info(audio_path, sample_rate)
+    audio_frames = _core.frames_covered(info.length, sample_rate, target_fps, alignment)
+    blendshape_frames = len(timestamps)
+    usable = min(blendshape_frames, audio_frames)
+    if abs(blendshape_frames - audio_frames) > 1:
+        logger.warning("%s: %d blendshape frames but the audio covers %d frames; using %d",
+                       audio_path.with_suffix(""), blendshape_frames, audio_frames, usable)
+    return TakeInfo(audio_path, jsonl_path, blendshape_frames, audio_frames, source_fps, usable)
+
+
+class TakeTable:
+    """Validated takes of a data directory, indexed by position in ``pairs``."""
+
+    def __init__(self, data_dir: str | Path, *, sample_rate: int, target_fps: int, alignment: str,
+                 window_frames: int, on_error: str) -> None:
+        self.data_dir = Path(data_dir)
+        self.pairs, self.orphans = find_file_pairs(self.data_dir)
+        if not self.pairs:
+            raise ValueError(f"no .wav/.jsonl pairs found under {self.data_dir}")
+        self.skipped: list[tuple[Path, str]] = []
+        self.infos: list[TakeInfo | None] = []
+        frames = np.zeros(len(self.pairs), dtype=np.uint64)
+        for i, (wav, jsonl) in enumerate(self.pairs):
+            try:
+                info = validate_take(wav, jsonl, sample_rate=sample_rate, target_fps=target_fps,
+                                     alignment=alignment)
+            except DataFormatError as exc:
+                if on_error == "raise":
+                    raise
+                bad = Path(exc.path) if exc.path else wav
+                logger.warning("skipping take %s: %s", wav.with_suffix(""), exc)
+                self.skipped.append((bad, str(exc)))
+                self.infos.append(None)
+                continue
+            self.infos.append(info)
+            frames[i] = info.usable_frames
+            if info.usable_frames < window_frames:
+                logger.warning("%s has %d usable frames, shorter than one window of %d: no windows",
+                               wav.with_suffix(""), info.usable_frames, window_frames)
+        self.frames = frames
+        if not (frames >= window_frames).any():
+            raise ValueError(
+                f"no take under {self.data_dir} is at least one window ({window_frames} frames) long"
+                + (f"; {len(self.skipped)} take(s) skipped as malformed" if self.skipped else ""))
+
+    @property
+    def names(self) -> list[str]:
+        return [wav.stem for wav, _ in self.pairs]

@@ -1,0 +1,253 @@
+//! The thin PyO3 binding layer: converts arguments, releases the GIL around the pure core,
+//! hands results to numpy without copying, and turns core errors and panics into Python
+//! exceptions.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use crate::arkit::{ARKIT_BLENDSHAPES, NUM_BLENDSHAPES};
+use crate::fps;
+use crate::jsonl::{self, Blendshapes, ParseError};
+use crate::plan::{self, PlanConfig, Stride};
+use crate::timing::{self, Alignment, Timing};
+
+/// Runs `f` without the GIL; a panic becomes a RuntimeError instead of aborting or
+/// surfacing as pyo3's BaseException-derived PanicException.
+fn detached<T: Send>(py: Python<'_>, what: &str, f: impl FnOnce() -> T + Send) -> PyResult<T> {
+    py.detach(|| catch_unwind(AssertUnwindSafe(f))).map_err(|payload| {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        PyRuntimeError::new_err(format!("internal error in koemorph_data while {what}: {msg}"))
+    })
+}
+
+/// koemorph_data.errors.DataFormatError(message, path=..., line=...)
+fn data_format_error(py: Python<'_>, path: &str, line: Option<usize>, message: &str) -> PyErr {
+    let text = match line {
+        Some(l) => format!("{path}:{l}: {message}"),
+        None => format!("{path}: {message}"),
+    };
+    let build = || -> PyResult<PyErr> {
+        let cls = py.import("koemorph_data.errors")?.getattr("DataFormatError")?;
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("path", path)?;
+        kwargs.set_item("line", line)?;
+        kwargs.set_item("reason", message)?;
+        Ok(PyErr::from_value(cls.call((text.clone(),), Some(&kwargs))?))
+    };
+    build().unwrap_or_else(|_| PyValueError::new_err(text))
+}
+
+fn parse_error(py: Python<'_>, path: &str, err: &ParseError) -> PyErr {
+    data_format_error(py, path, err.line, &err.message)
+}
+
+fn read_and_parse(py: Python<'_>, path: &str) -> PyResult<Blendshapes> {
+    let owned = path.to_string();
+    let parsed = detached(py, &format!("parsing {path}"), move || {
+        std::fs::read(&owned).map(|bytes| jsonl::parse_jsonl(&bytes))
+    })?;
+    match parsed {
+        Err(io) => Err(data_format_error(py, path, None, &format!("cannot read file: {io}"))),
+        Ok(Err(e)) => Err(parse_error(py, path, &e)),
+        Ok(Ok(bs)) => Ok(bs),
+    }
+}
+
+fn to_numpy<'py>(py: Python<'py>, bs: Blendshapes) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray1<f64>>)> {
+    let rows = bs.timestamps.len();
+    let values = Array2::from_shape_vec((rows, NUM_BLENDSHAPES), bs.values)
+        .map_err(|e| PyRuntimeError::new_err(format!("internal shape error: {e}")))?;
+    // Both conversions hand the Rust allocation to numpy: no copy.
+    Ok((values.into_pyarray(py), PyArray1::from_vec(py, bs.timestamps)))
+}
+
+/// The file's rows as they are: (values float32 [T, 52], timestamps float64 [T]).
+#[pyfunction]
+fn read_blendshapes<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyTuple>> {
+    let bs = read_and_parse(py, path)?;
+    let (values, timestamps) = to_numpy(py, bs)?;
+    PyTuple::new(py, [values.into_any(), timestamps.into_any()])
+}
+
+/// Parses and converts to `target_fps`: (values [F, 52], timestamps [F], source_fps or None, source rows).
+#[pyfunction]
+fn load_blendshapes<'py>(py: Python<'py>, path: &str, target_fps: f64) -> PyResult<Bound<'py, PyTuple>> {
+    let bs = read_and_parse(py, path)?;
+    let rows = bs.rows();
+    let (conformed, source_fps) = detached(py, "converting frame rate", move || {
+        let source_fps = fps::detect_fps(&bs.timestamps);
+        (fps::conform_fps(bs, target_fps), source_fps)
+    })?;
+    let (values, timestamps) = to_numpy(py, conformed)?;
+    (values, timestamps, source_fps, rows).into_pyobject(py)
+}
+
+/// Parses an in-memory JSONL document (for tests and tools); `name` is used in errors.
+#[pyfunction]
+#[pyo3(signature = (data, name = "<bytes>", threads = None))]
+fn parse_blendshapes_bytes<'py>(py: Python<'py>, data: &[u8], name: &str, threads: Option<usize>) -> PyResult<Bound<'py, PyTuple>> {
+    let owned = data.to_vec();
+    let parsed = detached(py, &format!("parsing {name}"), move || match threads {
+        Some(t) => jsonl::parse_jsonl_with_threads(&owned, t.max(1)),
+        None => jsonl::parse_jsonl(&owned),
+    })?;
+    let bs = parsed.map_err(|e| parse_error(py, name, &e))?;
+    let (values, timestamps) = to_numpy(py, bs)?;
+    PyTuple::new(py, [values.into_any(), timestamps.into_any()])
+}
+
+fn parse_alignment(name: &str) -> PyResult<Alignment> {
+    Alignment::parse(name).ok_or_else(|| PyValueError::new_err(format!("alignment must be 'exact' or 'hop', got {name:?}")))
+}
+
+fn timing_of(sample_rate: u64, fps: u64, alignment: &str) -> PyResult<Timing> {
+    if sample_rate == 0 || fps == 0 {
+        return Err(PyValueError::new_err("sample_rate and target_fps must be positive"));
+    }
+    Ok(Timing::new(sample_rate, fps, parse_alignment(alignment)?))
+}
+
+/// First sample of each frame in `frames` (int64 array).
+#[pyfunction]
+fn frames_to_samples<'py>(
+    py: Python<'py>,
+    frames: PyReadonlyArray1<'py, i64>,
+    sample_rate: u64,
+    fps: u64,
+    alignment: &str,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let t = timing_of(sample_rate, fps, alignment)?;
+    let out: Vec<i64> = frames
+        .as_slice()?
+        .iter()
+        .map(|&f| if f < 0 { -1 } else { t.frame_to_sample(f as u64) as i64 })
+        .collect();
+    Ok(PyArray1::from_vec(py, out))
+}
+
+/// Whole frames covered by `samples` audio samples.
+#[pyfunction]
+fn frames_covered(samples: u64, sample_rate: u64, fps: u64, alignment: &str) -> PyResult<u64> {
+    Ok(timing_of(sample_rate, fps, alignment)?.frames_covered(samples))
+}
+
+/// Length of a soxr resampling of `samples` samples from `from_rate` to `to_rate`.
+#[pyfunction]
+fn resampled_length(samples: u64, from_rate: u64, to_rate: u64) -> PyResult<u64> {
+    if from_rate == 0 || to_rate == 0 {
+        return Err(PyValueError::new_err("sample rates must be positive"));
+    }
+    Ok(timing::resampled_length(samples, from_rate, to_rate))
+}
+
+/// Frame count after converting a track with these timestamps to `target_fps`.
+#[pyfunction]
+fn conformed_frame_count(timestamps: PyReadonlyArray1<'_, f64>, target_fps: f64) -> PyResult<usize> {
+    Ok(fps::conformed_frame_count(timestamps.as_slice()?, target_fps))
+}
+
+/// The epoch's window plan: (file int64 [N], start_frame int64 [N], dense bool [N]).
+#[pyfunction]
+#[pyo3(signature = (frames, window_frames, stride, seed, epoch, shuffle_files, dense_ratio = None))]
+#[allow(clippy::too_many_arguments)]
+fn plan_epoch<'py>(
+    py: Python<'py>,
+    frames: PyReadonlyArray1<'py, u64>,
+    window_frames: u64,
+    stride: u64,
+    seed: u64,
+    epoch: u64,
+    shuffle_files: bool,
+    dense_ratio: Option<f64>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    if window_frames == 0 || stride == 0 {
+        return Err(PyValueError::new_err("window_frames and stride must be positive"));
+    }
+    let stride = match dense_ratio {
+        None => Stride::Fixed(stride),
+        Some(r) if (0.0..=1.0).contains(&r) => Stride::Mixed { sparse_stride: stride, dense_ratio: r },
+        Some(r) => return Err(PyValueError::new_err(format!("dense_sampling_ratio must be in [0, 1], got {r}"))),
+    };
+    let cfg = PlanConfig { window_frames, stride, seed, epoch, shuffle_files };
+    let frames = frames.as_slice()?.to_vec();
+    let p = detached(py, "planning an epoch", move || plan::plan_epoch(&frames, &cfg))?;
+    let file: Vec<i64> = p.file.iter().map(|&f| f as i64).collect();
+    let start: Vec<i64> = p.start_frame.iter().map(|&s| s as i64).collect();
+    (PyArray1::from_vec(py, file), PyArray1::from_vec(py, start), PyArray1::from_vec(py, p.dense)).into_pyobject(py)
+}
+
+/// (start, len) of a rank's share in the padded index space (index i = window i % total).
+#[pyfunction]
+fn rank_share(total: u64, rank: u64, world_size: u64, drop_uneven: bool) -> PyResult<(u64, u64)> {
+    if world_size == 0 || rank >= world_size {
+        return Err(PyValueError::new_err(format!("rank {rank} is not in 0..{world_size}")));
+    }
+    Ok(plan::rank_share(total, rank, world_size, drop_uneven))
+}
+
+/// (offset, len) of a worker's contiguous block of `len` windows.
+#[pyfunction]
+fn worker_block(len: u64, worker: u64, num_workers: u64) -> PyResult<(u64, u64)> {
+    if num_workers == 0 || worker >= num_workers {
+        return Err(PyValueError::new_err(format!("worker {worker} is not in 0..{num_workers}")));
+    }
+    Ok(plan::worker_block(len, worker, num_workers))
+}
+
+/// Files (by window count, epoch order) balanced across ranks: a list of file positions per rank.
+#[pyfunction]
+fn assign_files_to_ranks(window_counts: Vec<u64>, world_size: usize) -> PyResult<Vec<Vec<usize>>> {
+    if world_size == 0 {
+        return Err(PyValueError::new_err("world_size must be positive"));
+    }
+    Ok(plan::assign_files_to_ranks(&window_counts, world_size))
+}
+
+/// Lanes over file segments: (index int64 [steps, lanes] with -1 for invalid slots, reset bool [steps, lanes]).
+#[pyfunction]
+fn lane_plan<'py>(py: Python<'py>, segments: Vec<(usize, usize)>, lanes: usize) -> PyResult<Bound<'py, PyTuple>> {
+    if lanes == 0 {
+        return Err(PyValueError::new_err("lanes must be positive"));
+    }
+    let lp = detached(py, "planning lanes", move || plan::lane_plan(&segments, lanes))?;
+    let to_err = |e: numpy::ndarray::ShapeError| PyRuntimeError::new_err(format!("internal shape error: {e}"));
+    let index = Array2::from_shape_vec((lp.steps, lp.lanes), lp.index).map_err(to_err)?;
+    let reset = Array2::from_shape_vec((lp.steps, lp.lanes), lp.reset).map_err(to_err)?;
+    (index.into_pyarray(py), reset.into_pyarray(py)).into_pyobject(py)
+}
+
+/// Deliberately panics inside the core (tests check that a panic reaches Python as an exception).
+#[pyfunction]
+fn _panic_for_test(py: Python<'_>) -> PyResult<()> {
+    detached(py, "testing panic handling", || panic!("deliberate test panic"))
+}
+
+#[pymodule]
+#[pyo3(name = "_core")]
+fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("ARKIT_BLENDSHAPES", PyTuple::new(m.py(), ARKIT_BLENDSHAPES)?)?;
+    m.add("NUM_BLENDSHAPES", NUM_BLENDSHAPES)?;
+    m.add_function(wrap_pyfunction!(read_blendshapes, m)?)?;
+    m.add_function(wrap_pyfunction!(load_blendshapes, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_blendshapes_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(frames_to_samples, m)?)?;
+    m.add_function(wrap_pyfunction!(frames_covered, m)?)?;
+    m.add_function(wrap_pyfunction!(resampled_length, m)?)?;
+    m.add_function(wrap_pyfunction!(conformed_frame_count, m)?)?;
+    m.add_function(wrap_pyfunction!(plan_epoch, m)?)?;
+    m.add_function(wrap_pyfunction!(rank_share, m)?)?;
+    m.add_function(wrap_pyfunction!(worker_block, m)?)?;
+    m.add_function(wrap_pyfunction!(assign_files_to_ranks, m)?)?;
+    m.add_function(wrap_pyfunction!(lane_plan, m)?)?;
+    m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
+    Ok(())
+}
