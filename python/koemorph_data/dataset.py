@@ -278,8 +278,9 @@ class _WindowDataset(IterableDataset):
     def _epochs(self, first: int) -> Iterator[int]:
         return itertools.count(first) if self.loop_dataset else iter((first,))
 
-    def _iter_windows(self, epoch: int, rank: int, world: int, worker: int, workers: int,
-                      resume: tuple[int, int, int | None] | None) -> Iterator[dict[str, Any]]:
+    def _window_runs(self, epoch: int, rank: int, world: int, worker: int, workers: int,
+                     resume: tuple[int, int, int | None] | None) -> Iterator[tuple[EpochPlan, np.ndarray]]:
+        """(plan, plan indices) runs this worker delivers, epoch after epoch, resume applied."""
         role, skip = _worker_role_and_skip(worker, workers, resume)
         for e in self._epochs(epoch):
             plan = self.plan(e)
@@ -292,8 +293,12 @@ class _WindowDataset(IterableDataset):
             if skip >= count:
                 skip -= count
                 continue
-            positions = (start + offset + np.arange(skip, count)) % len(plan)
+            yield plan, (start + offset + np.arange(skip, count)) % len(plan)
             skip = 0
+
+    def _iter_windows(self, epoch: int, rank: int, world: int, worker: int, workers: int,
+                      resume: tuple[int, int, int | None] | None) -> Iterator[dict[str, Any]]:
+        for plan, positions in self._window_runs(epoch, rank, world, worker, workers, resume):
             for i in positions.tolist():
                 yield self._sample(plan, i)
 
@@ -312,10 +317,15 @@ class _WindowDataset(IterableDataset):
             reset = np.concatenate((reset, np.zeros((pad, self.lanes), dtype=bool)))
         return index, reset
 
-    def _iter_lanes(self, epoch: int, rank: int, world: int, worker: int, workers: int,
-                    resume: tuple[int, int, int | None] | None) -> Iterator[dict[str, Any]]:
-        # Batch g of the stream (counted from the first epoch) comes from worker g % workers,
-        # which is the order the DataLoader takes batches from its workers.
+    def _lane_steps(self, epoch: int, rank: int, world: int, worker: int, workers: int,
+                    resume: tuple[int, int, int | None] | None
+                    ) -> Iterator[tuple[EpochPlan, np.ndarray, np.ndarray]]:
+        """(plan, plan index per slot, reset per slot) of each batch this worker delivers.
+
+        Batch g of the stream (counted from the first epoch) comes from worker g % workers,
+        which is the order the DataLoader takes batches from its workers.
+        """
+        assert self.lanes is not None
         first = (resume[1] // self.lanes) if resume else 0
         g = 0
         for e in self._epochs(epoch):
@@ -323,8 +333,13 @@ class _WindowDataset(IterableDataset):
             index, reset = self._lane_table(plan, rank, world)
             for step in range(len(index)):
                 if g >= first and (g - first) % workers == worker:
-                    yield self._lane_batch(plan, index[step], reset[step])
+                    yield plan, index[step], reset[step]
                 g += 1
+
+    def _iter_lanes(self, epoch: int, rank: int, world: int, worker: int, workers: int,
+                    resume: tuple[int, int, int | None] | None) -> Iterator[dict[str, Any]]:
+        for plan, index, reset in self._lane_steps(epoch, rank, world, worker, workers, resume):
+            yield self._lane_batch(plan, index, reset)
 
     # ------------------------------------------------------------------ materialising
     def _take(self, file_index: int) -> tuple[np.ndarray, np.ndarray]:
