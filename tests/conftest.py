@@ -1,0 +1,64 @@
+"""Shared fixtures: datasets are generated per test session (no network, no bundled fixtures)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from koemorph_data.synthetic import make_dataset, make_take
+
+SR = 16000
+FPS = 30
+WINDOW = 256
+WINDOW_SAMPLES = WINDOW * 533
+
+
+def read_jsonl_by_hand(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Independent reference reader (json module, array form only)."""
+    values, stamps = [], []
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            stamps.append(row["timestamp"])
+            values.append(row["blendshapes"])
+    return np.asarray(values, dtype=np.float32), np.asarray(stamps, dtype=np.float64)
+
+
+def read_wav_by_hand(path: Path) -> np.ndarray:
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    assert rate == SR
+    return data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+
+
+def expected_windows(frames: int, stride: int, window: int = WINDOW) -> list[int]:
+    return list(range(0, frames - window + 1, stride)) if frames >= window else []
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory) -> Path:
+    """Three takes of different lengths (float wavs so audio compares exactly)."""
+    root = tmp_path_factory.mktemp("small")
+    make_dataset(root, takes=3, seconds=[9.5, 10.2, 11.0], subtype="FLOAT", seed=7)
+    return root
+
+
+@pytest.fixture(scope="session")
+def many_dataset(tmp_path_factory) -> Path:
+    """Seven short takes in subdirectories, for sharding tests."""
+    root = tmp_path_factory.mktemp("many")
+    make_dataset(root, takes=7, seconds=[9.0, 9.3, 8.9, 10.0, 9.6, 9.1, 12.0], subtype="PCM_16",
+                 subdirs=True, seed=11)
+    return root
+
+
+def usable_frames(wav: Path, jsonl: Path) -> int:
+    n_audio = sf.info(str(wav)).frames
+    return min(len(read_jsonl_by_hand(jsonl)[1]), math.floor(n_audio * FPS / SR))
+
+
+__all__ = ["SR", "FPS", "WINDOW", "WINDOW_SAMPLES", "read_jsonl_by_hand", "read_wav_by_hand",
+           "expected_windows", "usable_frames", "make_take", "make_dataset"]
