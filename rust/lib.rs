@@ -5,6 +5,7 @@
 //! `cargo test` covers all of it without a Python interpreter.
 pub mod arkit;
 pub mod fps;
+pub mod gather;
 pub mod jsonl;
 pub mod plan;
 pub mod rng;

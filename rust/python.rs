@@ -83,6 +83,15 @@ fn read_blendshapes<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyT
 fn load_blendshapes<'py>(py: Python<'py>, path: &str, target_fps: f64) -> PyResult<Bound<'py, PyTuple>> {
     let bs = read_and_parse(py, path)?;
     let rows = bs.rows();
+    if let Some((row, gap)) = fps::first_long_gap(&bs.timestamps) {
+        let message = format!(
+            "timestamp {} (frame row {}) is {gap} s after the previous one; gaps over {} s are rejected",
+            bs.timestamps[row],
+            row + 1,
+            fps::MAX_GAP_S
+        );
+        return Err(data_format_error(py, path, None, &message));
+    }
     let (conformed, source_fps) = detached(py, "converting frame rate", move || {
         let source_fps = fps::detect_fps(&bs.timestamps);
         (fps::conform_fps(bs, target_fps), source_fps)
@@ -225,6 +234,37 @@ fn lane_plan<'py>(py: Python<'py>, segments: Vec<(usize, usize)>, lanes: usize) 
     (index.into_pyarray(py), reset.into_pyarray(py)).into_pyobject(py)
 }
 
+/// Copies windows into `out` (float32, C-contiguous, writable, shape [N, ...]) with the GIL
+/// released: window k = sources[ids[k]].ravel()[starts[k] : starts[k] + out[k].size].
+/// Sources are C-contiguous float32 arrays (decoded takes or np.memmap of the cache).
+#[pyfunction]
+#[pyo3(signature = (sources, ids, starts, out, threads = 1))]
+fn gather_windows<'py>(
+    py: Python<'py>,
+    sources: Vec<numpy::PyReadonlyArrayDyn<'py, f32>>,
+    ids: PyReadonlyArray1<'py, i64>,
+    starts: PyReadonlyArray1<'py, i64>,
+    mut out: numpy::PyReadwriteArrayDyn<'py, f32>,
+    threads: usize,
+) -> PyResult<()> {
+    use crate::gather;
+    let slices: Vec<&[f32]> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| s.as_slice().map_err(|_| PyValueError::new_err(format!("source {i} is not a C-contiguous float32 array"))))
+        .collect::<PyResult<_>>()?;
+    let ids = ids.as_slice().map_err(|_| PyValueError::new_err("ids must be a contiguous int64 array"))?;
+    let starts = starts.as_slice().map_err(|_| PyValueError::new_err("starts must be a contiguous int64 array"))?;
+    let shape = numpy::PyUntypedArrayMethods::shape(&**out).to_vec();
+    if shape.first().copied() != Some(ids.len()) {
+        return Err(PyValueError::new_err(format!("out has shape {shape:?}; its first axis must be len(ids) = {}", ids.len())));
+    }
+    let window_len: usize = shape[1..].iter().product();
+    let out = out.as_slice_mut().map_err(|_| PyValueError::new_err("out must be a C-contiguous float32 array"))?;
+    let result = detached(py, "gathering windows", move || gather::gather_windows(&slices, ids, starts, window_len, out, threads))?;
+    result.map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
 /// Deliberately panics inside the core (tests check that a panic reaches Python as an exception).
 #[pyfunction]
 fn _panic_for_test(py: Python<'_>) -> PyResult<()> {
@@ -248,6 +288,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(worker_block, m)?)?;
     m.add_function(wrap_pyfunction!(assign_files_to_ranks, m)?)?;
     m.add_function(wrap_pyfunction!(lane_plan, m)?)?;
+    m.add_function(wrap_pyfunction!(gather_windows, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     Ok(())
 }

@@ -39,4 +39,14 @@ def assign_files_to_ranks(window_counts: list[int], world_size: int) -> list[lis
 def lane_plan(
     segments: list[tuple[int, int]], lanes: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]: ...
+def gather_windows(
+    sources: list[npt.NDArray[np.float32]],
+    ids: npt.NDArray[np.int64],
+    starts: npt.NDArray[np.int64],
+    out: npt.NDArray[np.float32],
+    threads: int = 1,
+) -> None:
+    """Copies window k = sources[ids[k]].ravel()[starts[k]:starts[k] + out[k].size] into out[k]
+    without the GIL (out: C-contiguous, writable, first axis len(ids)). ValueError on bad input."""
+
 def _panic_for_test() -> None: ...
