@@ -68,6 +68,22 @@ pub fn conformed_frame_count(timestamps: &[f64], target_fps: f64) -> usize {
     last_frame_index(span, target_fps) + 1
 }
 
+/// Longest step (seconds) between consecutive timestamps that loading accepts. A longer gap is
+/// a data error (a broken clock, mixed-up units), and conversion would allocate frames for the
+/// whole span (span * target_fps), which no row count bounds: one bogus timestamp of 1e9 s
+/// would abort the process on allocation.
+pub const MAX_GAP_S: f64 = 60.0;
+
+/// The first row (0-based) whose step from the previous timestamp exceeds MAX_GAP_S (or is not
+/// finite), with that step. With no such gap, a conversion yields at most
+/// rows * MAX_GAP_S * target_fps + 1 frames.
+pub fn first_long_gap(timestamps: &[f64]) -> Option<(usize, f64)> {
+    timestamps
+        .windows(2)
+        .position(|w| !(w[1] - w[0] <= MAX_GAP_S))
+        .map(|i| (i + 1, timestamps[i + 1] - timestamps[i]))
+}
+
 /// Resample onto the target grid by linear interpolation in time when needs_conversion, else
 /// return the input unchanged (moved, no copy).
 ///
@@ -262,6 +278,18 @@ mod tests {
         let empty = Blendshapes::default();
         assert_eq!(conformed_frame_count(&[], 30.0), 0);
         assert_eq!(conform_fps(empty.clone(), 30.0), empty);
+    }
+
+    #[test]
+    fn long_gaps_are_found() {
+        assert_eq!(first_long_gap(&[]), None);
+        assert_eq!(first_long_gap(&[5.0]), None);
+        assert_eq!(first_long_gap(&[0.0, 60.0, 120.0, 120.0]), None);
+        assert_eq!(first_long_gap(&[0.0, 1.0, 61.5, 1e9]), Some((2, 60.5)));
+        assert_eq!(first_long_gap(&[0.0, 1e9]), Some((1, 1e9)));
+        let (row, gap) = first_long_gap(&[-1e308, 1e308]).unwrap();
+        assert_eq!(row, 1);
+        assert!(gap.is_infinite());
     }
 
     #[test]
