@@ -142,7 +142,8 @@ class _WindowDataset(IterableDataset):
         self.max_cached_takes = int(max_cached_takes)
 
         self._table = TakeTable(self.data_dir, sample_rate=self.sample_rate, target_fps=self.target_fps,
-                                alignment=alignment, window_frames=self.window_frames, on_error=on_error)
+                                alignment=alignment, window_frames=self.window_frames, on_error=on_error,
+                                cache_dir=self.cache_dir)
         self._epoch = _SharedEpoch(int(epoch))
         self._frozen_rank_world: tuple[int, int] | None = None
         self._plans: OrderedDict[int, EpochPlan] = OrderedDict()
@@ -341,6 +342,28 @@ class _WindowDataset(IterableDataset):
         for plan, index, reset in self._lane_steps(epoch, rank, world, worker, workers, resume):
             yield self._lane_batch(plan, index, reset)
 
+    def loader(self, batch_size: int = 4, num_threads: int = 2, pin_memory: bool = False,
+               drop_last: bool = True, prefetch: int = 2) -> "_BatchLoader":
+        """Batches assembled in this process by the Rust core, without DataLoader workers.
+
+        Iterating the result yields exactly what ``DataLoader(dataset, batch_size=batch_size,
+        num_workers=0, drop_last=drop_last)`` would (same keys, shapes, dtypes and order:
+        rank sharding, ``loop_dataset``, ``load_state_dict`` resume and the stride modes carry
+        over because both walk the same epoch plan). In lanes mode every batch is one lane
+        step (``[lanes, ...]``, as iterating the dataset yields them) and ``batch_size`` and
+        ``drop_last`` are ignored.
+
+        Only indices move through Python: ``num_threads`` background threads prepare up to
+        ``prefetch`` batches ahead, each copying its windows with the GIL released from the
+        decoded takes (or the memory-mapped cache with ``cache_dir``) straight into the batch
+        tensors, pinned when ``pin_memory`` is set and CUDA is available. A batch counts as
+        consumed for ``state_dict()`` once it is handed over. With ``augment`` set, batches
+        are built window by window through the dataset's own sample path (correct, in order,
+        one background thread, not faster than the DataLoader path with num_workers=0).
+        """
+        return _BatchLoader(self, batch_size=batch_size, num_threads=num_threads, pin_memory=pin_memory,
+                            drop_last=drop_last, prefetch=prefetch)
+
     # ------------------------------------------------------------------ materialising
     def _take(self, file_index: int) -> tuple[np.ndarray, np.ndarray]:
         """Decoded audio and fps-converted blendshapes of one take (a small per-process LRU)."""
@@ -358,7 +381,14 @@ class _WindowDataset(IterableDataset):
         wav, jsonl = self._table.pairs[file_index]
         info = self._table.infos[file_index]
         assert info is not None, "a skipped take has no windows"
-        audio = load_audio(wav, self.sample_rate)
+        if self.cache_dir is not None:
+            # Memory-mapped from the prepared cache (filled on first use; see koemorph_data.cache).
+            from .cache import load_take
+            audio, values = load_take(self.cache_dir, wav, jsonl, sample_rate=self.sample_rate,
+                                      target_fps=self.target_fps)
+        else:
+            audio = load_audio(wav, self.sample_rate)
+            values = None
         needed = int(_core.frames_to_samples(np.array([info.usable_frames], dtype=np.int64), self.sample_rate,
                                              self.target_fps, self.alignment)[0])
         if len(audio) < needed:
@@ -366,7 +396,8 @@ class _WindowDataset(IterableDataset):
                 f"{wav}: decoded {len(audio)} samples but its header promised at least {needed} "
                 "(truncated or corrupt audio found while decoding)", path=str(wav),
                 reason="audio shorter than its header")
-        values = _core.load_blendshapes(str(jsonl), float(self.target_fps))[0]
+        if values is None:
+            values = _core.load_blendshapes(str(jsonl), float(self.target_fps))[0]
         return audio, values[: info.usable_frames]
 
     def _window(self, plan: EpochPlan, i: int) -> tuple[int, int, np.ndarray, np.ndarray]:
@@ -451,6 +482,202 @@ class _WindowDataset(IterableDataset):
                 return epoch, consumed
             consumed -= per_epoch
             epoch += 1
+
+
+class _BatchLoader:
+    """The iterable ``_WindowDataset.loader()`` returns (see there)."""
+
+    def __init__(self, dataset: _WindowDataset, *, batch_size: int, num_threads: int, pin_memory: bool,
+                 drop_last: bool, prefetch: int) -> None:
+        _check_positive(batch_size=batch_size, num_threads=num_threads)
+        if not isinstance(prefetch, (int, np.integer)) or isinstance(prefetch, bool) or prefetch < 0:
+            raise ValueError(f"prefetch must be a non-negative integer, got {prefetch!r}")
+        import threading
+
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.num_threads = int(num_threads)
+        self.pin_memory = bool(pin_memory) and torch.cuda.is_available()
+        self.drop_last = bool(drop_last)
+        self.prefetch = int(prefetch)
+        self._names = [wav.stem for wav, _ in dataset._table.pairs]
+        # Takes a batch needs (two at a file boundary; one per lane in lanes mode), kept a little
+        # longer so that prefetching threads find them decoded / mapped.
+        self._capacity = max(dataset.max_cached_takes, (dataset.lanes or 1) + 2, 3)
+        self._lru: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[int, Any] = {}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        ds = self.dataset
+        rank, world = ds._rank_world()
+        epoch = ds.epoch
+        resume = ds._resume if ds._resume is not None and ds._resume[0] == epoch else None
+        ds._resume = None
+        ds._stream_epoch, ds._consumed = epoch, (resume[1] if resume else 0)
+        if ds.lanes is not None:
+            specs: Iterator[Any] = ((plan, index, reset) for plan, index, reset
+                                    in ds._lane_steps(epoch, rank, world, 0, 1, resume))
+            make = self._lane_batch
+        else:
+            specs = self._window_batches(epoch, rank, world, resume)
+            make = self._window_batch
+        augmented = ds.augment is not None
+        if augmented:  # the per-window path, in order, on one thread
+            make = self._lane_batch_slow if ds.lanes is not None else self._window_batch_slow
+        threads = 1 if augmented else self.num_threads
+        in_flight = max(1, min(self.prefetch, threads)) if self.prefetch else 1
+        self._gather_threads = max(1, self.num_threads // in_flight)
+        if self.prefetch == 0:
+            for spec in specs:
+                batch = make(spec)
+                ds._consumed += len(batch["file_names"])
+                yield batch
+            return
+        pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="koemorph-loader")
+        pending: deque = deque()
+        try:
+            exhausted = False
+            while True:
+                while not exhausted and len(pending) <= self.prefetch:
+                    spec = next(specs, None)
+                    if spec is None:
+                        exhausted = True
+                        break
+                    pending.append(pool.submit(make, spec))
+                if not pending:
+                    return
+                batch = pending.popleft().result()
+                ds._consumed += len(batch["file_names"])
+                yield batch
+        finally:
+            for future in pending:
+                future.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ plan -> batch specs
+    def _window_batches(self, epoch: int, rank: int, world: int, resume: tuple[int, int, int | None] | None
+                        ) -> Iterator[list[tuple[EpochPlan, np.ndarray]]]:
+        """Consecutive runs of batch_size windows of the in-process stream, as (plan, indices) pieces."""
+        pieces: list[tuple[EpochPlan, np.ndarray]] = []
+        have = 0
+        for plan, positions in self.dataset._window_runs(epoch, rank, world, 0, 1, resume):
+            offset = 0
+            while offset < len(positions):
+                take = min(self.batch_size - have, len(positions) - offset)
+                pieces.append((plan, positions[offset: offset + take]))
+                have += take
+                offset += take
+                if have == self.batch_size:
+                    yield pieces
+                    pieces, have = [], 0
+        if pieces and not self.drop_last:
+            yield pieces
+
+    # ------------------------------------------------------------------ materialising
+    def _take(self, file_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """A take from this loader's small LRU; concurrent requests for one take decode it once."""
+        import threading
+
+        with self._lock:
+            hit = self._lru.get(file_index)
+            if hit is not None:
+                self._lru.move_to_end(file_index)
+                return hit
+            gate = self._loading.setdefault(file_index, threading.Lock())
+        with gate:
+            with self._lock:
+                hit = self._lru.get(file_index)
+            if hit is not None:
+                return hit
+            take = self.dataset._load_take(file_index)
+            with self._lock:
+                self._lru[file_index] = take
+                while len(self._lru) > self._capacity:
+                    self._lru.popitem(last=False)
+                self._loading.pop(file_index, None)
+        return take
+
+    def _empty(self, *shape: int) -> torch.Tensor:
+        return torch.empty(shape, dtype=torch.float32, pin_memory=self.pin_memory)
+
+    def _gather(self, files: np.ndarray, frames: np.ndarray, samples: np.ndarray,
+                audio: torch.Tensor, blendshapes: torch.Tensor) -> None:
+        """Copies the windows (files/frames/samples) into audio [n, S] and blendshapes [n, W, 52]."""
+        unique, ids = np.unique(files, return_inverse=True)
+        takes = [self._take(int(f)) for f in unique]
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        _core.gather_windows([a for a, _ in takes], ids, np.ascontiguousarray(samples, dtype=np.int64),
+                             audio.numpy(), self._gather_threads)
+        _core.gather_windows([b for _, b in takes], ids,
+                             np.ascontiguousarray(frames * _core.NUM_BLENDSHAPES, dtype=np.int64),
+                             blendshapes.numpy(), self._gather_threads)
+
+    def _window_batch(self, pieces: list[tuple[EpochPlan, np.ndarray]]) -> dict[str, Any]:
+        ds = self.dataset
+        files = np.concatenate([plan.file[pos] for plan, pos in pieces])
+        frames = np.concatenate([plan.start_frame[pos] for plan, pos in pieces])
+        samples = np.concatenate([plan.start_sample[pos] for plan, pos in pieces])
+        n = len(files)
+        audio = self._empty(n, ds.window_samples)
+        blendshapes = self._empty(n, ds.window_frames, _core.NUM_BLENDSHAPES)
+        self._gather(files, frames, samples, audio, blendshapes)
+        batch: dict[str, Any] = {
+            "audio": audio, "blendshapes": blendshapes,
+            "file_indices": torch.from_numpy(files.astype(np.int64)),
+            "start_frames": torch.from_numpy(frames.astype(np.int64)),
+            "file_names": [self._names[f] for f in files.tolist()],
+        }
+        # Per-window flags (is_dense, ...) through the dataset's vectorised lane hook, per plan.
+        parts = []
+        for plan, pos in pieces:
+            extra: dict[str, Any] = {}
+            ds._add_lane_flags(extra, plan, pos)
+            parts.append(extra)
+        for key in parts[0]:
+            batch[key] = torch.cat([p[key] for p in parts]) if len(parts) > 1 else parts[0][key]
+        return batch
+
+    def _lane_batch(self, spec: tuple[EpochPlan, np.ndarray, np.ndarray]) -> dict[str, Any]:
+        ds = self.dataset
+        plan, index, reset = spec
+        lanes = len(index)
+        valid = index >= 0
+        safe = np.maximum(index, 0)
+        files = np.where(valid, plan.file[safe], -1)
+        frames = np.where(valid, plan.start_frame[safe], -1)
+        audio = torch.zeros((lanes, ds.window_samples), dtype=torch.float32, pin_memory=self.pin_memory)
+        blendshapes = torch.zeros((lanes, ds.window_frames, _core.NUM_BLENDSHAPES), dtype=torch.float32,
+                                  pin_memory=self.pin_memory)
+        if valid.all():
+            self._gather(files, frames, plan.start_sample[safe], audio, blendshapes)
+        elif valid.any():
+            rows = np.flatnonzero(valid)
+            a = self._empty(len(rows), ds.window_samples)
+            b = self._empty(len(rows), ds.window_frames, _core.NUM_BLENDSHAPES)
+            self._gather(files[rows], frames[rows], plan.start_sample[index[rows]], a, b)
+            audio[torch.from_numpy(rows)] = a
+            blendshapes[torch.from_numpy(rows)] = b
+        batch: dict[str, Any] = {
+            "audio": audio, "blendshapes": blendshapes,
+            "file_indices": torch.from_numpy(files.astype(np.int64)),
+            "start_frames": torch.from_numpy(frames.astype(np.int64)),
+            "file_names": [self._names[f] if f >= 0 else "" for f in files.tolist()],
+            "reset": torch.from_numpy(reset.copy()), "valid": torch.from_numpy(valid),
+        }
+        ds._add_lane_flags(batch, plan, index)
+        return batch
+
+    def _window_batch_slow(self, pieces: list[tuple[EpochPlan, np.ndarray]]) -> dict[str, Any]:
+        from torch.utils.data import default_collate
+
+        return default_collate([self.dataset._sample(plan, i) for plan, pos in pieces for i in pos.tolist()])
+
+    def _lane_batch_slow(self, spec: tuple[EpochPlan, np.ndarray, np.ndarray]) -> dict[str, Any]:
+        return self.dataset._lane_batch(*spec)
 
 
 def _worker_role_and_skip(worker: int, workers: int, resume: tuple[int, int, int | None] | None) -> tuple[int, int]:

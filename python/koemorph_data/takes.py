@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _core
+from . import cache as _cache
 from .audio import audio_info
 from .errors import DataFormatError
 
@@ -79,13 +80,20 @@ def find_file_pairs(data_dir: str | Path) -> tuple[list[tuple[Path, Path]], list
 
 
 def validate_take(audio_path: Path, jsonl_path: Path, *, sample_rate: int, target_fps: int,
-                  alignment: str) -> TakeInfo:
-    """Parses the JSONL and reads the wav header; raises DataFormatError naming the file."""
-    values, timestamps, source_fps, _rows = _core.load_blendshapes(str(jsonl_path), float(target_fps))
-    del values
-    info = audio_info(audio_path, sample_rate)
-    audio_frames = _core.frames_covered(info.length, sample_rate, target_fps, alignment)
-    blendshape_frames = len(timestamps)
+                  alignment: str, cache_dir: str | Path | None = None) -> TakeInfo:
+    """Parses the JSONL and reads the wav header; raises DataFormatError naming the file.
+
+    With a prepared cache holding a current entry of the take, the counts it recorded when
+    it parsed the same files are used instead (same result, no parse)."""
+    entry = (_cache.lookup(cache_dir, audio_path, jsonl_path, sample_rate=sample_rate, target_fps=target_fps)
+             if cache_dir is not None else None)
+    if entry is not None:
+        length, blendshape_frames, source_fps = entry.audio_length, entry.blendshape_frames, entry.source_fps
+    else:
+        values, timestamps, source_fps, _rows = _core.load_blendshapes(str(jsonl_path), float(target_fps))
+        del values
+        length, blendshape_frames = audio_info(audio_path, sample_rate).length, len(timestamps)
+    audio_frames = _core.frames_covered(length, sample_rate, target_fps, alignment)
     usable = min(blendshape_frames, audio_frames)
     if abs(blendshape_frames - audio_frames) > 1:
         logger.warning("%s: %d blendshape frames but the audio covers %d frames; using %d",
@@ -97,7 +105,7 @@ class TakeTable:
     """Validated takes of a data directory, indexed by position in ``pairs``."""
 
     def __init__(self, data_dir: str | Path, *, sample_rate: int, target_fps: int, alignment: str,
-                 window_frames: int, on_error: str) -> None:
+                 window_frames: int, on_error: str, cache_dir: str | Path | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.pairs, self.orphans = find_file_pairs(self.data_dir)
         if not self.pairs:
@@ -108,7 +116,7 @@ class TakeTable:
         for i, (wav, jsonl) in enumerate(self.pairs):
             try:
                 info = validate_take(wav, jsonl, sample_rate=sample_rate, target_fps=target_fps,
-                                     alignment=alignment)
+                                     alignment=alignment, cache_dir=cache_dir)
             except DataFormatError as exc:
                 if on_error == "raise":
                     raise

@@ -1,0 +1,260 @@
+"""The prepared cache: decoded takes stored as memory-mappable ``.npy`` files.
+
+A take's entry holds its decoded, resampled mono float32 audio, its fps-converted float32
+blendshapes ``[F, 52]`` (all rows, before the dataset trims them to the usable frames) and a
+small JSON record with what take validation needs. The entry's name is a digest of
+
+    (format version, sample_rate, target_fps,
+     absolute wav path, its size, its mtime_ns, absolute jsonl path, its size, its mtime_ns)
+
+so a changed source file, sample rate or frame rate simply has another key: a stale entry is
+never found, let alone served. Every file is written to a temporary name and moved into
+place with ``os.replace``, the JSON record last, so a reader either sees a complete entry or
+none; any number of processes and threads may fill the same cache at once (the worst case
+is that two of them decode the same take and the second rename wins with identical bytes).
+A source that changes while it is being decoded is returned but not stored.
+
+Readers ``np.load(..., mmap_mode="r")`` the arrays: epochs, DataLoader workers and other
+training processes share the page cache instead of decoding again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .audio import audio_info, load_audio
+
+#: Bumped whenever the stored layout or the decoding changes; old entries are then ignored.
+FORMAT_VERSION = 1
+
+_AUDIO = ".audio.npy"
+_BLENDSHAPES = ".blendshapes.npy"
+_META = ".json"
+
+
+@dataclass(frozen=True)
+class SourceStamp:
+    """What identifies one source file's content for the cache."""
+
+    path: str       # absolute
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: str | Path) -> "SourceStamp":
+        absolute = os.path.abspath(os.fspath(path))
+        st = os.stat(absolute)
+        return cls(absolute, int(st.st_size), int(st.st_mtime_ns))
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A complete entry found in the cache (its arrays are memory-mapped on ``arrays()``)."""
+
+    base: Path               # entry path without suffix
+    meta: dict[str, Any]
+
+    @property
+    def audio_file(self) -> Path:
+        return self.base.with_name(self.base.name + _AUDIO)
+
+    @property
+    def blendshapes_file(self) -> Path:
+        return self.base.with_name(self.base.name + _BLENDSHAPES)
+
+    @property
+    def blendshape_frames(self) -> int:
+        """Frames at target_fps after fps conversion (before trimming to usable frames)."""
+        return int(self.meta["blendshape_frames"])
+
+    @property
+    def audio_length(self) -> int:
+        """Resampled length promised by the wav header (what validation uses)."""
+        return int(self.meta["audio_length"])
+
+    @property
+    def source_fps(self) -> float | None:
+        return self.meta["source_fps"]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(audio float32 [N], blendshapes float32 [F, 52]), read-only memory maps."""
+        audio = _load_npy(self.audio_file)
+        blendshapes = _load_npy(self.blendshapes_file)
+        if audio.dtype != np.float32 or audio.shape != (int(self.meta["audio_samples"]),):
+            raise ValueError(f"{self.audio_file}: unexpected {audio.dtype} {audio.shape}")
+        if blendshapes.dtype != np.float32 or blendshapes.shape != (self.blendshape_frames, _core.NUM_BLENDSHAPES):
+            raise ValueError(f"{self.blendshapes_file}: unexpected {blendshapes.dtype} {blendshapes.shape}")
+        # Plain read-only ndarray views of the maps (torch.from_numpy and friends expect ndarray).
+        return audio.view(np.ndarray), blendshapes.view(np.ndarray)
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError:
+        # np.memmap cannot map an empty array; a tiny file is read instead.
+        array = np.load(path, allow_pickle=False)
+        if array.size:
+            raise
+        return array
+
+
+class TakeCache:
+    """A cache directory for one (sample_rate, target_fps) view of the takes."""
+
+    def __init__(self, cache_dir: str | Path, sample_rate: int, target_fps: int) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.sample_rate = int(sample_rate)
+        self.target_fps = int(target_fps)
+
+    # ------------------------------------------------------------------ keys
+    def _stamps(self, wav: str | Path, jsonl: str | Path) -> tuple[SourceStamp, SourceStamp]:
+        return SourceStamp.of(wav), SourceStamp.of(jsonl)
+
+    def key(self, wav: str | Path, jsonl: str | Path) -> str:
+        return self._key(*self._stamps(wav, jsonl))
+
+    def _key(self, wav: SourceStamp, jsonl: SourceStamp) -> str:
+        record = json.dumps([FORMAT_VERSION, self.sample_rate, self.target_fps,
+                             wav.path, wav.size, wav.mtime_ns, jsonl.path, jsonl.size, jsonl.mtime_ns])
+        return hashlib.sha256(record.encode()).hexdigest()[:32]
+
+    def _base(self, wav: SourceStamp, key: str) -> Path:
+        return self.cache_dir / f"{Path(wav.path).stem}-{key}"
+
+    # ------------------------------------------------------------------ reading
+    def lookup(self, wav: str | Path, jsonl: str | Path) -> CacheEntry | None:
+        """The complete, current entry of this take, or None (missing, stale or damaged)."""
+        try:
+            stamps = self._stamps(wav, jsonl)
+        except OSError:
+            return None
+        return self._lookup(*stamps)
+
+    def _lookup(self, wav: SourceStamp, jsonl: SourceStamp) -> CacheEntry | None:
+        key = self._key(wav, jsonl)
+        base = self._base(wav, key)
+        try:
+            with open(base.with_name(base.name + _META), "rb") as f:
+                meta = json.loads(f.read())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(meta, dict) or meta.get("key") != key or meta.get("version") != FORMAT_VERSION:
+            return None
+        return CacheEntry(base, meta)
+
+    def load(self, wav: str | Path, jsonl: str | Path) -> tuple[np.ndarray, np.ndarray]:
+        """(audio, blendshapes) of a take: memory-mapped from the cache, filling it first if
+        needed. Raises DataFormatError for a malformed take (nothing is stored then)."""
+        entry = self.lookup(wav, jsonl)
+        if entry is not None:
+            try:
+                return entry.arrays()
+            except (OSError, ValueError):
+                pass  # damaged (e.g. a crash between writes outside our control): rebuild
+        return self.fill(wav, jsonl)[0]
+
+    # ------------------------------------------------------------------ writing
+    def fill(self, wav: str | Path, jsonl: str | Path, *, force: bool = False
+             ) -> tuple[tuple[np.ndarray, np.ndarray], bool]:
+        """Decodes the take and stores it unless a current entry exists (or ``force``).
+
+        Returns ((audio, blendshapes), stored): the arrays are memory maps of the entry when
+        it exists, the decoded arrays when the source changed while decoding (not stored).
+        """
+        before = self._stamps(wav, jsonl)
+        if not force:
+            entry = self._lookup(*before)
+            if entry is not None:
+                try:
+                    return entry.arrays(), False
+                except (OSError, ValueError):
+                    pass
+        values, _timestamps, source_fps, rows = _core.load_blendshapes(str(jsonl), float(self.target_fps))
+        header = audio_info(wav, self.sample_rate)
+        audio = load_audio(wav, self.sample_rate)
+        values = np.ascontiguousarray(values, dtype=np.float32)
+        if self._stamps(wav, jsonl) != before:
+            return (audio, values), False  # changed under us: correct for now, but not cacheable
+        key = self._key(*before)
+        base = self._base(before[0], key)
+        meta = {
+            "version": FORMAT_VERSION, "key": key,
+            "sample_rate": self.sample_rate, "target_fps": self.target_fps,
+            "wav": before[0].path, "wav_size": before[0].size, "wav_mtime_ns": before[0].mtime_ns,
+            "jsonl": before[1].path, "jsonl_size": before[1].size, "jsonl_mtime_ns": before[1].mtime_ns,
+            "audio_samples": int(len(audio)), "audio_length": int(header.length),
+            "source_rate": int(header.sample_rate), "channels": int(header.channels),
+            "blendshape_frames": int(len(values)), "source_fps": source_fps, "rows": int(rows),
+        }
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write(base.with_name(base.name + _AUDIO), lambda f: np.save(f, audio, allow_pickle=False))
+        _atomic_write(base.with_name(base.name + _BLENDSHAPES), lambda f: np.save(f, values, allow_pickle=False))
+        _atomic_write(base.with_name(base.name + _META), lambda f: f.write(json.dumps(meta, indent=1).encode()))
+        entry = CacheEntry(base, meta)
+        return entry.arrays(), True
+
+    def prune(self, current: list[tuple[Path, Path]]) -> int:
+        """Removes entries of these takes' sources whose key is no longer current (an older
+        version of the file, another format version); other entries are left alone.
+        Returns the number of entries removed."""
+        wavs: dict[str, str] = {}
+        for wav, jsonl in current:
+            try:
+                stamps = self._stamps(wav, jsonl)
+            except OSError:
+                continue
+            wavs[stamps[0].path] = self._key(*stamps)
+        removed = 0
+        for meta_file in self.cache_dir.glob(f"*{_META}"):
+            try:
+                meta = json.loads(meta_file.read_bytes())
+                wav, key = meta["wav"], meta["key"]
+                same_view = (meta.get("sample_rate"), meta.get("target_fps")) == (self.sample_rate, self.target_fps)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if wav in wavs and same_view and wavs[wav] != key:
+                base = meta_file.with_name(meta_file.name[: -len(_META)])
+                for suffix in (_META, _AUDIO, _BLENDSHAPES):
+                    try:
+                        os.unlink(base.with_name(base.name + suffix))
+                    except FileNotFoundError:
+                        pass
+                removed += 1
+        return removed
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def load_take(cache_dir: str | Path, wav: str | Path, jsonl: str | Path, *, sample_rate: int,
+              target_fps: int) -> tuple[np.ndarray, np.ndarray]:
+    """(audio float32 [N], blendshapes float32 [F, 52]) of a take through the cache at
+    ``cache_dir`` (filled on first use)."""
+    return TakeCache(cache_dir, sample_rate, target_fps).load(wav, jsonl)
+
+
+def lookup(cache_dir: str | Path, wav: str | Path, jsonl: str | Path, *, sample_rate: int,
+           target_fps: int) -> CacheEntry | None:
+    """The current entry of a take, or None; never decodes."""
+    return TakeCache(cache_dir, sample_rate, target_fps).lookup(wav, jsonl)
