@@ -270,10 +270,11 @@ class _WindowDataset(IterableDataset):
             stream = self._iter_lanes(epoch, rank, world, worker, workers, resume)
         else:
             stream = self._iter_windows(epoch, rank, world, worker, workers, resume)
+        step = self.lanes if self.lanes is not None else 1
         for item in stream:
+            if info is None:  # counted when handed over: a consumer may stop right after it
+                self._consumed += step
             yield item
-            if info is None:
-                self._consumed += self.lanes if self.lanes is not None else 1
 
     # ------------------------------------------------------------------ iteration
     def _epochs(self, first: int) -> Iterator[int]:
