@@ -13,6 +13,7 @@ import sys
 # name -> (module under koemorph_data.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "stream the bundled sample dataset through the design document's DataLoader"),
+    "prepare": ("prepare", "decode a dataset once into the memory-mapped prepared cache (parallel)"),
 }
 
 
