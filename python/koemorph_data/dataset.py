@@ -29,6 +29,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from . import _core
 from .audio import load_audio
+from .augment import as_augment
 from .errors import DataFormatError
 from .takes import TakeTable
 
@@ -138,7 +139,7 @@ class _WindowDataset(IterableDataset):
         self.drop_uneven = bool(drop_uneven)
         self.lanes = lanes
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.augment = augment
+        self.augment = as_augment(augment)  # None, or an augment.Augment (see augment.py)
         self.max_cached_takes = int(max_cached_takes)
 
         self._table = TakeTable(self.data_dir, sample_rate=self.sample_rate, target_fps=self.target_fps,
@@ -406,6 +407,14 @@ class _WindowDataset(IterableDataset):
         frame = int(plan.start_frame[i])
         sample = int(plan.start_sample[i])
         audio, blendshapes = self._take(file_index)
+        if self.augment is not None:
+            # Drawn from (augment seed, epoch, plan index) only: the same under any number of
+            # workers or ranks. Speed perturbation reads its span from the whole take.
+            a, b = self.augment.window(audio, blendshapes, start_sample=sample, start_frame=frame,
+                                       window_samples=self.window_samples, window_frames=self.window_frames,
+                                       sample_rate=self.sample_rate, fps=self.target_fps, epoch=plan.epoch,
+                                       index=i, default_seed=self.seed)
+            return file_index, frame, a, b
         # Copies: a caller may modify a sample in place, and neighbouring windows share data.
         return (file_index, frame, audio[sample: sample + self.window_samples].copy(),
                 blendshapes[frame: frame + self.window_frames].copy())
