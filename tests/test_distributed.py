@@ -288,3 +288,12 @@ def test_lanes_resume_and_loop(many_dataset):
     assert_same_batches(rest, full[13:])
     for a, b in zip(rest, full[13:]):
         assert torch.equal(a["reset"], b["reset"]) and torch.equal(a["valid"], b["valid"])
+
+
+def test_state_dict_follows_set_epoch(many_dataset):
+    ds = make(many_dataset, loop_dataset=False)
+    ds.load_state_dict({"epoch": 0, "consumed": 8})
+    assert ds.state_dict(consumed=12) == {"epoch": 0, "consumed": 12}
+    ds.set_epoch(1)
+    assert ds.state_dict(consumed=4, batch_size=4) == {"epoch": 1, "consumed": 4, "batch_size": 4}
+    assert ds.state_dict() == {"epoch": 1, "consumed": 0}
