@@ -184,6 +184,7 @@ class _WindowDataset(IterableDataset):
         if epoch < 0:
             raise ValueError("epoch must be non-negative")
         self._epoch.value = epoch
+        self._stream_epoch, self._consumed = int(epoch), 0
 
     def stride_for_epoch(self, epoch: int) -> int:
         raise NotImplementedError
@@ -234,7 +235,7 @@ class _WindowDataset(IterableDataset):
         if consumed is None:
             epoch, consumed = self._normalised_position(self._stream_epoch, self._consumed)
         else:
-            epoch = self._stream_epoch if self._consumed else self.epoch
+            epoch = self._stream_epoch
         state: dict[str, Any] = {"epoch": int(epoch), "consumed": int(consumed)}
         if batch_size is not None:
             state["batch_size"] = int(batch_size)
