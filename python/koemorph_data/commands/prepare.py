@@ -33,11 +33,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 class _Progress:
     """A one-line progress bar on stderr (redrawn in place on a terminal)."""
 
-    def __init__(self, total: int, stream=sys.stderr, width: int = 30) -> None:
-        self.total, self.stream, self.width = total, stream, width
+    def __init__(self, total: int, stream=None, width: int = 30) -> None:
+        self.total, self.width = total, width
+        self.stream = stream if stream is not None else sys.stderr
         self.done = 0
         self.started = time.perf_counter()
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
     def step(self, label: str) -> None:
         self.done += 1
