@@ -84,6 +84,8 @@ pub fn parse_jsonl_with_threads(bytes: &[u8], threads: usize) -> Result<Blendsha
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let global = rayon::current_num_threads();
     let threads = if threads == 0 { global } else { threads };
+    // No point in chunks smaller than ~256 KiB (and no huge pools for silly thread counts).
+    let threads = threads.min(bytes.len() / (256 << 10)).max(1);
     if threads <= 1 || bytes.len() < PARALLEL_THRESHOLD {
         return parse_serial(bytes);
     }
@@ -267,10 +269,7 @@ fn parse_parallel(bytes: &[u8], threads: usize) -> Result<Blendshapes, ParseErro
     let mut prev: Option<f64> = None;
     for (outcome, &(_, rows)) in outcomes.iter().zip(&counts) {
         if let Some(first_line) = outcome.first_row_line {
-            let first_row_ok = outcome
-                .error
-                .as_ref()
-                .map_or(true, |e| e.line != Some(first_line));
+            let first_row_ok = outcome.error.as_ref().is_none_or(|e| e.line != Some(first_line));
             if first_row_ok {
                 let t = timestamps[row0];
                 if let Some(p) = prev {
@@ -1349,6 +1348,29 @@ mod tests {
         assert_eq!(split_chunks(b"abc", 4), vec![&b"abc"[..]]);
     }
 
+    #[test]
+    fn sample_data_files_parse() {
+        // The synthetic sample takes shipped with the Python package (if present).
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/koemorph_data/sample_data");
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let p = entry.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|e| e == "jsonl") {
+                    let bytes = std::fs::read(&p).unwrap();
+                    let bs = parse_jsonl(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                    assert!(bs.rows() > 0);
+                    assert_eq!(bs.values.len(), bs.rows() * N);
+                }
+            }
+        }
+    }
+
     // ---- property tests ----
 
     fn ws_strategy() -> impl Strategy<Value = String> {
@@ -1505,13 +1527,11 @@ mod tests {
             }
             // Every non-blank line through the serde_json fallback gives the same result.
             let body = text.strip_prefix('\u{FEFF}').unwrap_or(&text);
-            let mut r = 0;
-            for line in body.split('\n').filter(|l| !l.trim().is_empty()) {
+            for (r, line) in body.split('\n').filter(|l| !l.trim().is_empty()).enumerate() {
                 let mut out = vec![0f32; N];
                 let t = slow::parse_line(line.as_bytes(), &mut out).unwrap();
                 prop_assert_eq!(t, bs.timestamps[r]);
                 prop_assert_eq!(&out[..], &bs.values[r * N..(r + 1) * N]);
-                r += 1;
             }
         }
 
