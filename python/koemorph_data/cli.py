@@ -14,6 +14,9 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "stream the bundled sample dataset through the design document's DataLoader"),
     "prepare": ("prepare", "decode a dataset once into the memory-mapped prepared cache (parallel)"),
+    "inspect": ("inspect", "check a dataset: per-take rates, frame counts, sync mismatches, errors (--json)"),
+    "plot": ("plot", "plot a take's loudness against jawOpen and the lag that maximises their correlation"),
+    "import-livelink": ("import_livelink", "convert a Live Link Face CSV + audio into a 30 fps take"),
 }
 
 

@@ -1,0 +1,203 @@
+"""``koemorph-data inspect DATA_DIR [--json] [--window-frames N] [--stride N]``.
+
+Checks every take the datasets would use, with the datasets' own code (``find_file_pairs``,
+``validate_take``, the Rust JSONL parser): per pair the audio's rate, channels and duration,
+the detected blendshape fps, blendshape frames vs the frames the audio covers, dropped frames
+(timestamp gaps over 1.5 frame periods), values outside [0, 1] and the windows at the given
+window and stride; then orphans and the files that fail, with the reason and line. Exit
+status 1 when any take fails (or no take is found).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import _core
+from ..audio import audio_info
+from ..errors import DataFormatError
+from ..takes import find_file_pairs, validate_take
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data_dir", type=Path, help="dataset directory (every **/*.wav with its .jsonl)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--window-frames", type=int, default=256, help="window length in frames (default 256)")
+    parser.add_argument("--stride", type=int, default=1, help="window stride in frames (default 1)")
+    parser.add_argument("--sample-rate", type=int, default=16000, help="dataset sample_rate (default 16000)")
+    parser.add_argument("--fps", type=int, default=30, help="dataset target_fps (default 30)")
+
+
+class _Progress:
+    """``inspect: 12/340 takes`` on stderr: redrawn in place on a terminal, otherwise a line
+    every few seconds (only when the run takes that long)."""
+
+    def __init__(self, total: int, every_s: float = 2.0) -> None:
+        self.total, self.every_s = total, every_s
+        self.tty = sys.stderr.isatty()
+        self.started = self.last = time.perf_counter()
+        self.drawn = False
+
+    def step(self, done: int, label: str) -> None:
+        now = time.perf_counter()
+        if self.tty:
+            sys.stderr.write(f"\r\x1b[Kinspect: {done}/{self.total} takes  {label[-60:]}")
+            self.drawn = True
+        elif now - self.last >= self.every_s:
+            sys.stderr.write(f"inspect: {done}/{self.total} takes, {now - self.started:.0f} s\n")
+            self.last = now
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def _error(path: Path | str, reason: str, line: int | None = None) -> dict[str, Any]:
+    return {"path": str(path), "reason": reason, "line": line}
+
+
+def inspect_pair(wav: Path, jsonl: Path, *, sample_rate: int, fps: int, window_frames: int,
+                 stride: int) -> dict[str, Any]:
+    """One take's report (raises DataFormatError for a take the datasets would reject)."""
+    info = validate_take(wav, jsonl, sample_rate=sample_rate, target_fps=fps, alignment="exact")
+    header = audio_info(wav, sample_rate)
+    values, timestamps = _core.read_blendshapes(str(jsonl))
+    dropped = gaps = 0
+    if info.source_fps:
+        period = 1.0 / info.source_fps
+        steps = np.diff(timestamps)
+        long = steps[steps > 1.5 * period]
+        gaps = int(len(long))
+        dropped = int(np.sum(np.round(long / period).astype(np.int64) - 1))
+    outside = (values < 0.0) | (values > 1.0)
+    names = tuple(_core.ARKIT_BLENDSHAPES)
+    outside_names = [names[j] for j in np.flatnonzero(outside.any(axis=0))]
+    usable = info.usable_frames
+    windows = 0 if usable < window_frames else (usable - window_frames) // stride + 1
+    mismatch = info.blendshape_frames - info.audio_frames
+    warnings = []
+    if abs(mismatch) > 1:
+        warnings.append(f"{info.blendshape_frames} blendshape frames but the audio covers {info.audio_frames}")
+    if gaps:
+        warnings.append(f"{dropped} dropped frames in {gaps} timestamp gaps")
+    if outside_names:
+        warnings.append(f"{int(outside.sum())} values outside [0, 1] ({', '.join(outside_names[:4])}"
+                        + (", ..." if len(outside_names) > 4 else "") + ")")
+    if windows == 0:
+        warnings.append(f"{usable} usable frames: shorter than one window of {window_frames}")
+    return {
+        "audio": str(wav), "blendshapes": str(jsonl),
+        "sample_rate": header.sample_rate, "channels": header.channels,
+        "duration_s": round(header.duration_s, 6),
+        "fps": None if info.source_fps is None else round(float(info.source_fps), 6),
+        "rows": int(len(timestamps)),
+        "frames": info.blendshape_frames, "audio_frames": info.audio_frames, "mismatch": mismatch,
+        "usable_frames": usable, "dropped_frames": dropped, "gaps": gaps,
+        "out_of_range": int(outside.sum()), "out_of_range_names": outside_names,
+        "windows": int(windows), "warnings": warnings,
+    }
+
+
+def inspect_dir(data_dir: Path, *, sample_rate: int = 16000, fps: int = 30, window_frames: int = 256,
+                stride: int = 1, progress: bool = True) -> dict[str, Any]:
+    """``{"pairs": [...], "orphans": [...], "errors": [...]}`` for a data directory."""
+    pairs, orphans = find_file_pairs(data_dir)
+    report: dict[str, Any] = {"data_dir": str(data_dir), "window_frames": window_frames, "stride": stride,
+                              "pairs": [], "orphans": [str(p) for p in orphans], "errors": []}
+    bar = _Progress(len(pairs)) if progress else None
+    try:
+        for n, (wav, jsonl) in enumerate(pairs, 1):
+            try:
+                report["pairs"].append(inspect_pair(wav, jsonl, sample_rate=sample_rate, fps=fps,
+                                                    window_frames=window_frames, stride=stride))
+            except DataFormatError as exc:
+                report["errors"].append(_error(exc.path or wav, exc.reason, exc.line))
+            except Exception as exc:  # an internal error must not hide the other takes
+                report["errors"].append(_error(wav, f"{type(exc).__name__}: {exc}"))
+            if bar is not None:
+                bar.step(n, wav.name)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not pairs:
+        report["errors"].append(_error(data_dir, "no .wav/.jsonl pairs found"))
+    return report
+
+
+def _table(rows: list[list[str]], right: set[int]) -> str:
+    widths = [max(len(r[j]) for r in rows) for j in range(len(rows[0]))]
+    lines = []
+    for i, r in enumerate(rows):
+        cells = [c.rjust(w) if j in right else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return path
+
+
+def format_report(report: dict[str, Any]) -> str:
+    root = Path(report["data_dir"])
+    out = []
+    pairs = report["pairs"]
+    if pairs:
+        rows = [["take", "rate", "ch", "dur s", "fps", "frames", "audio fr", "diff", "dropped", "out[0,1]",
+                 "windows"]]
+        for p in pairs:
+            rows.append([_relative(str(Path(p["audio"]).with_suffix("")), root), str(p["sample_rate"]),
+                         str(p["channels"]), f"{p['duration_s']:.2f}",
+                         "-" if p["fps"] is None else f"{p['fps']:.2f}", str(p["frames"]), str(p["audio_frames"]),
+                         f"{p['mismatch']:+d}", str(p["dropped_frames"]), str(p["out_of_range"]), str(p["windows"])])
+        out.append(_table(rows, right=set(range(1, 11))))
+        notes = [f"  {_relative(p['audio'], root)}: {w}" for p in pairs for w in p["warnings"]]
+        if notes:
+            out.append("warnings:\n" + "\n".join(notes))
+    if report["orphans"]:
+        out.append("orphans (no partner, not used):\n"
+                   + "\n".join(f"  {_relative(o, root)}" for o in report["orphans"]))
+    if report["errors"]:
+        out.append("errors:\n" + "\n".join(
+            f"  {_relative(e['path'], root)}" + (f":{e['line']}" if e["line"] is not None else "") + f": {e['reason']}"
+            for e in report["errors"]))
+    windows = sum(p["windows"] for p in pairs)
+    out.append(f"{len(pairs)} takes ok, {len(report['errors'])} errors, {len(report['orphans'])} orphans; "
+               f"{windows} windows of {report['window_frames']} frames at stride {report['stride']}")
+    return "\n\n".join(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cli import UserError
+
+    if args.window_frames <= 0 or args.stride <= 0 or args.sample_rate <= 0 or args.fps <= 0:
+        raise UserError("--window-frames, --stride, --sample-rate and --fps must be positive")
+    if not args.data_dir.is_dir():
+        raise UserError(f"{args.data_dir} is not a directory")
+    log = logging.getLogger("koemorph_data")
+    level = log.level
+    if not getattr(args, "verbose", False):
+        log.setLevel(logging.ERROR)  # the report itself lists mismatches and orphans
+    try:
+        report = inspect_dir(args.data_dir, sample_rate=args.sample_rate, fps=args.fps,
+                             window_frames=args.window_frames, stride=args.stride)
+    finally:
+        log.setLevel(level)
+    if args.json:
+        json.dump(report, sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        print(format_report(report))
+    return 1 if report["errors"] else 0
