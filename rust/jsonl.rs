@@ -18,7 +18,7 @@
 //! buffer (no allocation per line). Anything it does not recognise (escapes in keys, objects,
 //! unusual values, any error at all) is re-parsed by `serde_json` for that one line, so
 //! `serde_json` is the single source of truth for accepted syntax and for error messages.
-//! Large inputs are split into one chunk per thread at newline boundaries; a counting pass gives
+//! Large inputs are split into a few chunks per thread at newline boundaries; a counting pass gives
 //! each chunk a disjoint slice of one preallocated output, and chunks are parsed in parallel.
 
 use std::fmt;
@@ -232,7 +232,9 @@ fn split_chunks(bytes: &[u8], parts: usize) -> Vec<&[u8]> {
 fn parse_parallel(bytes: &[u8], threads: usize) -> Result<Blendshapes, ParseError> {
     use rayon::prelude::*;
 
-    let chunks = split_chunks(bytes, threads);
+    // A few chunks per thread, so a thread that got descheduled does not hold up the others.
+    let parts = (threads * 4).min(bytes.len() / (256 << 10)).max(threads);
+    let chunks = split_chunks(bytes, parts);
     let counts: Vec<(usize, usize)> = chunks.par_iter().map(|c| count_lines(c)).collect();
     let total_rows: usize = counts.iter().map(|c| c.1).sum();
     if total_rows == 0 {
