@@ -49,6 +49,12 @@ def _fail(path: Path, line: int | None, reason: str) -> DataFormatError:
 
 def parse_timecode(text: str, timecode_fps: float) -> float:
     """Seconds of ``HH:MM:SS:FF.fff`` (FF.fff in frames at ``timecode_fps``); ValueError if malformed."""
+    return timecode_frames(text, timecode_fps) / timecode_fps
+
+
+def timecode_frames(text: str, timecode_fps: float) -> float:
+    """``HH:MM:SS:FF.fff`` counted in frames at ``timecode_fps`` (exact for whole frames, so
+    times relative to the first row are correctly rounded k / fps)."""
     m = _TIMECODE.match(text)
     if not m:
         raise ValueError(f"timecode {text!r} is not HH:MM:SS:FF.fff")
@@ -57,7 +63,7 @@ def parse_timecode(text: str, timecode_fps: float) -> float:
         raise ValueError(f"timecode {text!r} has minutes or seconds over 59")
     if frames >= timecode_fps + 1e-9:
         raise ValueError(f"timecode {text!r} has frame {m[4]}, not below --timecode-fps {timecode_fps:g}")
-    return hours * 3600 + minutes * 60 + seconds + frames / timecode_fps
+    return (hours * 3600 + minutes * 60 + seconds) * timecode_fps + frames
 
 
 def read_livelink_csv(path: Path, timecode_fps: float) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -94,13 +100,13 @@ def read_livelink_csv(path: Path, timecode_fps: float) -> tuple[np.ndarray, np.n
                 if len(record) != len(header):
                     raise _fail(path, line, f"{len(record)} fields, the header has {len(header)}")
                 try:
-                    t = parse_timecode(record[tc_col], timecode_fps) + day
+                    t = timecode_frames(record[tc_col], timecode_fps) + day
                 except ValueError as exc:
                     raise _fail(path, line, str(exc)) from None
                 if previous is not None and t < previous:
-                    if previous - t > 43200:  # the timecode passed midnight
-                        day += 86400.0
-                        t += 86400.0
+                    if previous - t > 43200 * timecode_fps:  # the timecode passed midnight
+                        day += 86400.0 * timecode_fps
+                        t += 86400.0 * timecode_fps
                     else:
                         raise _fail(path, line, f"timecode {record[tc_col]} is earlier than the previous row's")
                 previous = t
@@ -122,8 +128,8 @@ def read_livelink_csv(path: Path, timecode_fps: float) -> tuple[np.ndarray, np.n
             raise _fail(path, None, f"not UTF-8 text: {exc}") from None
     if not rows:
         raise _fail(path, None, "no data rows")
-    t = np.asarray(times, dtype=np.float64)
-    return t - t[0], np.asarray(rows, dtype=np.float64), lines
+    frames = np.asarray(times, dtype=np.float64)
+    return (frames - frames[0]) / timecode_fps, np.asarray(rows, dtype=np.float64), lines
 
 
 def _write_jsonl(path: Path, timestamps: np.ndarray, values: np.ndarray, value_format: str) -> None:
