@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use rayon::prelude::*;
+
 /// Why a gather request was refused (nothing was written).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatherError {
@@ -94,23 +96,24 @@ pub fn gather_windows(
             dst.copy_from_slice(&sources[id][start..start + window_len]);
         }
     };
-    let threads = threads.max(1).min(windows.len());
+    // Below ~1 MiB per thread, waking another thread costs more than the copy it saves.
+    let by_size = (out.len() * std::mem::size_of::<f32>()).div_ceil(MIN_BYTES_PER_THREAD);
+    let threads = threads.max(1).min(windows.len()).min(by_size.max(1));
     if threads == 1 {
         copy(out, &windows);
         return Ok(());
     }
-    // Contiguous blocks of windows per thread: each thread writes one disjoint part of `out`.
+    // Contiguous blocks of windows per task, each writing one disjoint part of `out`, run on
+    // rayon's persistent pool (spawning OS threads per call costs far more than a batch copy).
     let per = windows.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let mut rest: &mut [f32] = out;
-        for ws in windows.chunks(per) {
-            let (mine, tail) = std::mem::take(&mut rest).split_at_mut(ws.len() * window_len);
-            rest = tail;
-            scope.spawn(move || copy(mine, ws));
-        }
-    });
+    out.par_chunks_mut(per * window_len)
+        .zip(windows.par_chunks(per))
+        .for_each(|(mine, ws)| copy(mine, ws));
     Ok(())
 }
+
+/// Smallest copy worth another thread.
+pub const MIN_BYTES_PER_THREAD: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests {
@@ -132,21 +135,23 @@ mod tests {
 
     #[test]
     fn threads_give_the_same_bytes() {
-        let a = ramp(1000, 0.0);
-        let b = ramp(700, 5000.0);
+        // Windows of 64 Ki floats (256 KiB): 37 of them are enough work for several threads.
+        const LEN: usize = 1 << 16;
+        let a = ramp(LEN + 1000, 0.0);
+        let b = ramp(LEN + 700, 1.0e6);
         let sources: Vec<&[f32]> = vec![&a, &b];
         let ids: Vec<i64> = (0..37).map(|k| (k % 2) as i64).collect();
         let starts: Vec<i64> = (0..37).map(|k| (k * 13 % 600) as i64).collect();
-        let mut one = vec![0.0f32; 37 * 64];
-        gather_windows(&sources, &ids, &starts, 64, &mut one, 1).unwrap();
+        let mut one = vec![0.0f32; 37 * LEN];
+        gather_windows(&sources, &ids, &starts, LEN, &mut one, 1).unwrap();
         for threads in [2, 3, 8, 37, 100] {
-            let mut many = vec![0.0f32; 37 * 64];
-            gather_windows(&sources, &ids, &starts, 64, &mut many, threads).unwrap();
-            assert_eq!(one, many, "threads={threads}");
+            let mut many = vec![0.0f32; 37 * LEN];
+            gather_windows(&sources, &ids, &starts, LEN, &mut many, threads).unwrap();
+            assert!(one == many, "threads={threads}");
         }
         // Hand-checked window 5: source 1, start 65.
-        assert_eq!(one[5 * 64], 5065.0);
-        assert_eq!(one[5 * 64 + 63], 5128.0);
+        assert_eq!(one[5 * LEN], 1.0e6 + 65.0);
+        assert_eq!(one[5 * LEN + 63], 1.0e6 + 128.0);
     }
 
     #[test]

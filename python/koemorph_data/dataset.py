@@ -356,13 +356,15 @@ class _WindowDataset(IterableDataset):
         step (``[lanes, ...]``, as iterating the dataset yields them) and ``batch_size`` and
         ``drop_last`` are ignored.
 
-        Only indices move through Python: ``num_threads`` background threads prepare up to
-        ``prefetch`` batches ahead, each copying its windows with the GIL released from the
-        decoded takes (or the memory-mapped cache with ``cache_dir``) straight into the batch
-        tensors, pinned when ``pin_memory`` is set and CUDA is available. A batch counts as
-        consumed for ``state_dict()`` once it is handed over. With ``augment`` set, batches
-        are built window by window through the dataset's own sample path (correct, in order,
-        one background thread, not faster than the DataLoader path with num_workers=0).
+        Only indices move through Python: a background thread prepares up to about
+        ``prefetch`` batches ahead (``prefetch=0``: everything in the caller's thread), copying
+        their windows with the GIL released from the decoded takes (or the memory-mapped cache
+        with ``cache_dir``) straight into the batch tensors over ``num_threads`` threads,
+        pinned when ``pin_memory`` is set and CUDA is available. Consecutive batches are row
+        views of one chunk tensor (holding a batch keeps its chunk's memory alive). A batch
+        counts as consumed for ``state_dict()`` once it is handed over. With ``augment`` set,
+        batches are built window by window through the dataset's own sample path (correct and
+        in order, but not faster than the DataLoader path with num_workers=0).
         """
         return _BatchLoader(self, batch_size=batch_size, num_threads=num_threads, pin_memory=pin_memory,
                             drop_last=drop_last, prefetch=prefetch)
@@ -495,8 +497,90 @@ class _WindowDataset(IterableDataset):
             epoch += 1
 
 
+class _LoaderEnd:
+    """Queue marker: the stream ended (``error`` set if the producer failed)."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+class _ChunkBuffers:
+    """Reusable (audio, blendshapes) chunk tensors.
+
+    Fresh memory costs a page fault and the kernel's zeroing per 4 KiB page, as much as the
+    copy itself; so a chunk's tensors are reused once nothing else references their storage
+    (every batch handed out is a view and holds a reference until the caller drops it).
+    Pinned tensors are never reused here: torch's pinned-memory allocator caches them and
+    knows about asynchronous copies still reading them.
+    """
+
+    def __init__(self, keep: int, pin_memory: bool) -> None:
+        self.keep = keep
+        self.pin_memory = pin_memory
+        self.count = getattr(torch._C, "_storage_Use_Count", None)
+        self.free: list[tuple[torch.Tensor, torch.Tensor, int, int]] = []
+
+    def _uses(self, t: torch.Tensor) -> int:
+        return self.count(t.untyped_storage()._cdata)
+
+    def get(self, rows: int, window_samples: int, window_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        for k in range(len(self.free) - 1, -1, -1):  # most recently used first: still in the CPU cache
+            audio, blendshapes, base_a, base_b = self.free[k]
+            if (audio.shape[0] == rows and self._uses(audio) == base_a and self._uses(blendshapes) == base_b):
+                self.free.append(self.free.pop(k))
+                return audio, blendshapes
+        audio = torch.empty((rows, window_samples), dtype=torch.float32, pin_memory=self.pin_memory)
+        blendshapes = torch.empty((rows, window_frames, _core.NUM_BLENDSHAPES), dtype=torch.float32,
+                                  pin_memory=self.pin_memory)
+        if self.count is not None and not self.pin_memory:
+            self.free.append((audio, blendshapes, self._uses(audio), self._uses(blendshapes)))
+            if len(self.free) > self.keep:
+                self.free.pop(0)
+        return audio, blendshapes
+
+
+@dataclass
+class _Chunk:
+    """Consecutive windows of the stream: index arrays, flag tensors and the positions where
+    the take changes (for decoding the next take ahead)."""
+
+    files: np.ndarray
+    frames: np.ndarray
+    samples: np.ndarray
+    flags: dict[str, torch.Tensor]
+    bounds: np.ndarray          # positions i where files[i] != files[i - 1]
+    upcoming: int | None = None  # the take that follows the chunk
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def slice(self, lo: int, hi: int) -> "_Chunk":
+        k = int(np.searchsorted(self.bounds, hi, side="left"))
+        upcoming = int(self.files[self.bounds[k]]) if k < len(self.bounds) else None
+        return _Chunk(self.files[lo:hi], self.frames[lo:hi], self.samples[lo:hi],
+                      {key: value[lo:hi] for key, value in self.flags.items()},
+                      self.bounds[(self.bounds > lo) & (self.bounds < hi)] - lo, upcoming)
+
+    def join(self, other: "_Chunk") -> "_Chunk":
+        n = len(self)
+        bounds = np.concatenate((self.bounds, [n] if n and len(other) and self.files[-1] != other.files[0] else [],
+                                 other.bounds + n)).astype(np.int64)
+        return _Chunk(np.concatenate((self.files, other.files)), np.concatenate((self.frames, other.frames)),
+                      np.concatenate((self.samples, other.samples)),
+                      {key: torch.cat((self.flags[key], other.flags[key])) for key in self.flags},
+                      bounds)
+
+
 class _BatchLoader:
-    """The iterable ``_WindowDataset.loader()`` returns (see there)."""
+    """The iterable ``_WindowDataset.loader()`` returns (see there).
+
+    One producer thread walks the plan and materialises chunks of about 8 windows
+    (consecutive batches) at once: one Rust gather call per array into reused chunk tensors,
+    the copy spread over ``num_threads`` threads with the GIL released, and one queue hand-off
+    per chunk. The batches handed out are row slices (views) of the chunk's tensors, so the
+    Python cost per batch is a few slicing and dict operations. A helper thread decodes (or
+    maps) the next take of the plan before the stream reaches it.
+    """
 
     def __init__(self, dataset: _WindowDataset, *, batch_size: int, num_threads: int, pin_memory: bool,
                  drop_last: bool, prefetch: int) -> None:
@@ -512,16 +596,23 @@ class _BatchLoader:
         self.drop_last = bool(drop_last)
         self.prefetch = int(prefetch)
         self._names = [wav.stem for wav, _ in dataset._table.pairs]
-        # Takes a batch needs (two at a file boundary; one per lane in lanes mode), kept a little
-        # longer so that prefetching threads find them decoded / mapped.
-        self._capacity = max(dataset.max_cached_takes, (dataset.lanes or 1) + 2, 3)
+        # Takes a chunk needs (two at a file boundary; one per lane in lanes mode) plus the
+        # one decoded ahead.
+        self._capacity = max(dataset.max_cached_takes, (dataset.lanes or 1) + 2, 4)
         self._lru: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[int, Any] = {}
+        self._ahead: Any = None  # executor decoding the next take
+        self._boundaries: dict[int, tuple[EpochPlan, np.ndarray]] = {}
+        per = dataset.lanes if dataset.lanes is not None else self.batch_size
+        self._chunk = max(1, 8 // per)  # batches per chunk (a few MB: stays in the CPU cache)
+        self._queued_chunks = max(1, -(-self.prefetch // self._chunk))
+        self._buffers = _ChunkBuffers(self._queued_chunks + 3, self.pin_memory)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        from collections import deque
-        from concurrent.futures import ThreadPoolExecutor
+        import itertools as it
+        import queue
+        import threading
 
         ds = self.dataset
         rank, world = ds._rank_world()
@@ -530,44 +621,61 @@ class _BatchLoader:
         ds._resume = None
         ds._stream_epoch, ds._consumed = epoch, (resume[1] if resume else 0)
         if ds.lanes is not None:
-            specs: Iterator[Any] = ((plan, index, reset) for plan, index, reset
-                                    in ds._lane_steps(epoch, rank, world, 0, 1, resume))
-            make = self._lane_batch
+            specs: Iterator[Any] = iter(ds._lane_steps(epoch, rank, world, 0, 1, resume))
+            make = self._lane_chunk
         else:
             specs = self._window_batches(epoch, rank, world, resume)
-            make = self._window_batch
-        augmented = ds.augment is not None
-        if augmented:  # the per-window path, in order, on one thread
-            make = self._lane_batch_slow if ds.lanes is not None else self._window_batch_slow
-        threads = 1 if augmented else self.num_threads
-        in_flight = max(1, min(self.prefetch, threads)) if self.prefetch else 1
-        self._gather_threads = max(1, self.num_threads // in_flight)
-        if self.prefetch == 0:
-            for spec in specs:
-                batch = make(spec)
-                ds._consumed += len(batch["file_names"])
-                yield batch
+            make = self._window_chunk
+        if ds.augment is not None:  # the per-window sample path, in order, one batch at a time
+            make = self._lane_chunk_slow if ds.lanes is not None else self._window_chunk_slow
+            chunks: Iterator[Any] = iter(lambda: list(it.islice(specs, 1)), [])
+        elif ds.lanes is not None:
+            chunks = iter(lambda: list(it.islice(specs, self._chunk)), [])
+        else:
+            chunks = self._window_chunks(epoch, rank, world, resume)
+        if self.prefetch == 0:  # synchronous: everything in the caller's thread
+            for chunk in chunks:
+                for batch in make(chunk):
+                    ds._consumed += len(batch["file_names"])
+                    yield batch
             return
-        pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="koemorph-loader")
-        pending: deque = deque()
+
+        q: queue.Queue = queue.Queue(maxsize=self._queued_chunks)
+        stop = threading.Event()
+
+        def put(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            try:
+                for chunk in chunks:
+                    if not put(make(chunk)):
+                        return
+                put(_LoaderEnd())
+            except BaseException as exc:  # handed to the consumer, raised there
+                put(_LoaderEnd(exc))
+
+        producer = threading.Thread(target=produce, name="koemorph-loader", daemon=True)
+        producer.start()
         try:
-            exhausted = False
             while True:
-                while not exhausted and len(pending) <= self.prefetch:
-                    spec = next(specs, None)
-                    if spec is None:
-                        exhausted = True
-                        break
-                    pending.append(pool.submit(make, spec))
-                if not pending:
+                item = q.get()
+                if isinstance(item, _LoaderEnd):
+                    if item.error is not None:
+                        raise item.error
                     return
-                batch = pending.popleft().result()
-                ds._consumed += len(batch["file_names"])
-                yield batch
+                for batch in item:
+                    ds._consumed += len(batch["file_names"])
+                    yield batch
         finally:
-            for future in pending:
-                future.cancel()
-            pool.shutdown(wait=False, cancel_futures=True)
+            stop.set()
+            producer.join(timeout=1.0)
 
     # ------------------------------------------------------------------ plan -> batch specs
     def _window_batches(self, epoch: int, rank: int, world: int, resume: tuple[int, int, int | None] | None
@@ -588,7 +696,34 @@ class _BatchLoader:
         if pieces and not self.drop_last:
             yield pieces
 
-    # ------------------------------------------------------------------ materialising
+    def _window_chunks(self, epoch: int, rank: int, world: int, resume: tuple[int, int, int | None] | None
+                       ) -> Iterator["_Chunk"]:
+        """The same stream as ``_window_batches``, as chunks of whole batches with their index
+        arrays computed once per run (a run is usually a whole epoch of this rank)."""
+        ds = self.dataset
+        size = self._chunk * self.batch_size
+        carry: _Chunk | None = None
+        for plan, positions in ds._window_runs(epoch, rank, world, 0, 1, resume):
+            flags: dict[str, Any] = {}
+            ds._add_lane_flags(flags, plan, positions)
+            run = _Chunk(plan.file[positions].astype(np.int64, copy=False),
+                         plan.start_frame[positions].astype(np.int64, copy=False),
+                         plan.start_sample[positions].astype(np.int64, copy=False), flags,
+                         np.flatnonzero(np.diff(plan.file[positions])) + 1)
+            if carry is not None:
+                run = carry.join(run)
+            full = len(run) // size * size
+            for lo in range(0, full, size):
+                yield run.slice(lo, lo + size)
+            carry = run.slice(full, len(run)) if full < len(run) else None
+        if carry is not None:
+            whole = len(carry) // self.batch_size * self.batch_size
+            if whole:
+                yield carry.slice(0, whole)
+            if whole < len(carry) and not self.drop_last:
+                yield carry.slice(whole, len(carry))
+
+    # ------------------------------------------------------------------ takes
     def _take(self, file_index: int) -> tuple[np.ndarray, np.ndarray]:
         """A take from this loader's small LRU; concurrent requests for one take decode it once."""
         import threading
@@ -612,83 +747,108 @@ class _BatchLoader:
                 self._loading.pop(file_index, None)
         return take
 
+    def _decode_ahead(self, upcoming: int) -> None:
+        """Starts loading take ``upcoming`` in the background (a hint: the stream reaches it soon)."""
+        with self._lock:
+            if upcoming in self._lru or upcoming in self._loading:
+                return
+        if self._ahead is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="koemorph-decode-ahead")
+        future = self._ahead.submit(self._take, upcoming)
+        future.add_done_callback(lambda f: f.exception())  # a failure resurfaces when the take is needed
+
+    # ------------------------------------------------------------------ materialising
     def _empty(self, *shape: int) -> torch.Tensor:
         return torch.empty(shape, dtype=torch.float32, pin_memory=self.pin_memory)
+
+    def _chunk_tensors(self, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ds = self.dataset
+        return self._buffers.get(rows, ds.window_samples, ds.window_frames)
 
     def _gather(self, files: np.ndarray, frames: np.ndarray, samples: np.ndarray,
                 audio: torch.Tensor, blendshapes: torch.Tensor) -> None:
         """Copies the windows (files/frames/samples) into audio [n, S] and blendshapes [n, W, 52]."""
-        unique, ids = np.unique(files, return_inverse=True)
+        if len(files) and (files == files[0]).all():
+            unique, ids = files[:1], np.zeros(len(files), dtype=np.int64)
+        else:
+            unique, ids = np.unique(files, return_inverse=True)
         takes = [self._take(int(f)) for f in unique]
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         _core.gather_windows([a for a, _ in takes], ids, np.ascontiguousarray(samples, dtype=np.int64),
-                             audio.numpy(), self._gather_threads)
+                             audio.numpy(), self.num_threads)
         _core.gather_windows([b for _, b in takes], ids,
                              np.ascontiguousarray(frames * _core.NUM_BLENDSHAPES, dtype=np.int64),
-                             blendshapes.numpy(), self._gather_threads)
+                             blendshapes.numpy(), self.num_threads)
 
-    def _window_batch(self, pieces: list[tuple[EpochPlan, np.ndarray]]) -> dict[str, Any]:
-        ds = self.dataset
-        files = np.concatenate([plan.file[pos] for plan, pos in pieces])
-        frames = np.concatenate([plan.start_frame[pos] for plan, pos in pieces])
-        samples = np.concatenate([plan.start_sample[pos] for plan, pos in pieces])
-        n = len(files)
-        audio = self._empty(n, ds.window_samples)
-        blendshapes = self._empty(n, ds.window_frames, _core.NUM_BLENDSHAPES)
-        self._gather(files, frames, samples, audio, blendshapes)
-        batch: dict[str, Any] = {
-            "audio": audio, "blendshapes": blendshapes,
-            "file_indices": torch.from_numpy(files.astype(np.int64)),
-            "start_frames": torch.from_numpy(frames.astype(np.int64)),
-            "file_names": [self._names[f] for f in files.tolist()],
-        }
-        # Per-window flags (is_dense, ...) through the dataset's vectorised lane hook, per plan.
-        parts = []
-        for plan, pos in pieces:
-            extra: dict[str, Any] = {}
-            ds._add_lane_flags(extra, plan, pos)
-            parts.append(extra)
-        for key in parts[0]:
-            batch[key] = torch.cat([p[key] for p in parts]) if len(parts) > 1 else parts[0][key]
-        return batch
+    def _window_chunk(self, chunk: "_Chunk") -> list[dict[str, Any]]:
+        audio, blendshapes = self._chunk_tensors(len(chunk))
+        self._gather(chunk.files, chunk.frames, chunk.samples, audio, blendshapes)
+        if chunk.upcoming is not None:
+            self._decode_ahead(chunk.upcoming)
+        b = self.batch_size
+        names = [self._names[f] for f in chunk.files.tolist()]
+        columns = [("audio", audio.split(b)), ("blendshapes", blendshapes.split(b)),
+                   ("file_indices", torch.from_numpy(chunk.files).split(b)),
+                   ("start_frames", torch.from_numpy(chunk.frames).split(b)),
+                   ("file_names", [names[i: i + b] for i in range(0, len(names), b)])]
+        # Per-window flags (is_dense, ...) from the dataset's vectorised lane hook.
+        columns += [(key, value.split(b)) for key, value in chunk.flags.items()]
+        keys = [key for key, _ in columns]
+        return [dict(zip(keys, row)) for row in zip(*(values for _, values in columns))]
 
-    def _lane_batch(self, spec: tuple[EpochPlan, np.ndarray, np.ndarray]) -> dict[str, Any]:
+    def _lane_chunk(self, chunk: list[tuple[EpochPlan, np.ndarray, np.ndarray]]) -> list[dict[str, Any]]:
         ds = self.dataset
-        plan, index, reset = spec
-        lanes = len(index)
-        valid = index >= 0
-        safe = np.maximum(index, 0)
-        files = np.where(valid, plan.file[safe], -1)
-        frames = np.where(valid, plan.start_frame[safe], -1)
-        audio = torch.zeros((lanes, ds.window_samples), dtype=torch.float32, pin_memory=self.pin_memory)
-        blendshapes = torch.zeros((lanes, ds.window_frames, _core.NUM_BLENDSHAPES), dtype=torch.float32,
-                                  pin_memory=self.pin_memory)
+        lanes = len(chunk[0][1])
+        n = lanes * len(chunk)
+        files = np.full(n, -1, dtype=np.int64)
+        frames = np.full(n, -1, dtype=np.int64)
+        samples = np.zeros(n, dtype=np.int64)
+        valid = np.zeros(n, dtype=bool)
+        for s, (plan, index, _reset) in enumerate(chunk):
+            ok = index >= 0
+            rows = slice(s * lanes, (s + 1) * lanes)
+            valid[rows] = ok
+            files[rows][ok] = plan.file[index[ok]]
+            frames[rows][ok] = plan.start_frame[index[ok]]
+            samples[rows][ok] = plan.start_sample[index[ok]]
+        audio, blendshapes = self._chunk_tensors(n)
         if valid.all():
-            self._gather(files, frames, plan.start_sample[safe], audio, blendshapes)
-        elif valid.any():
+            self._gather(files, frames, samples, audio, blendshapes)
+        else:
             rows = np.flatnonzero(valid)
-            a = self._empty(len(rows), ds.window_samples)
-            b = self._empty(len(rows), ds.window_frames, _core.NUM_BLENDSHAPES)
-            self._gather(files[rows], frames[rows], plan.start_sample[index[rows]], a, b)
-            audio[torch.from_numpy(rows)] = a
-            blendshapes[torch.from_numpy(rows)] = b
-        batch: dict[str, Any] = {
-            "audio": audio, "blendshapes": blendshapes,
-            "file_indices": torch.from_numpy(files.astype(np.int64)),
-            "start_frames": torch.from_numpy(frames.astype(np.int64)),
-            "file_names": [self._names[f] if f >= 0 else "" for f in files.tolist()],
-            "reset": torch.from_numpy(reset.copy()), "valid": torch.from_numpy(valid),
-        }
-        ds._add_lane_flags(batch, plan, index)
-        return batch
+            audio[torch.from_numpy(np.flatnonzero(~valid))] = 0.0
+            blendshapes[torch.from_numpy(np.flatnonzero(~valid))] = 0.0
+            if len(rows):
+                a = self._empty(len(rows), ds.window_samples)
+                b = self._empty(len(rows), ds.window_frames, _core.NUM_BLENDSHAPES)
+                self._gather(files[rows], frames[rows], samples[rows], a, b)
+                index_t = torch.from_numpy(rows)
+                audio.index_copy_(0, index_t, a)
+                blendshapes.index_copy_(0, index_t, b)
+        file_t, frame_t, valid_t = torch.from_numpy(files), torch.from_numpy(frames), torch.from_numpy(valid)
+        names = [self._names[f] if f >= 0 else "" for f in files.tolist()]
+        batches = []
+        for s, (plan, index, reset) in enumerate(chunk):
+            rows = slice(s * lanes, (s + 1) * lanes)
+            batch: dict[str, Any] = {
+                "audio": audio[rows], "blendshapes": blendshapes[rows], "file_indices": file_t[rows],
+                "start_frames": frame_t[rows], "file_names": names[rows],
+                "reset": torch.from_numpy(reset.copy()), "valid": valid_t[rows],
+            }
+            ds._add_lane_flags(batch, plan, index)
+            batches.append(batch)
+        return batches
 
-    def _window_batch_slow(self, pieces: list[tuple[EpochPlan, np.ndarray]]) -> dict[str, Any]:
+    def _window_chunk_slow(self, chunk: list[list[tuple[EpochPlan, np.ndarray]]]) -> list[dict[str, Any]]:
         from torch.utils.data import default_collate
 
-        return default_collate([self.dataset._sample(plan, i) for plan, pos in pieces for i in pos.tolist()])
+        return [default_collate([self.dataset._sample(plan, i) for plan, pos in pieces for i in pos.tolist()])
+                for pieces in chunk]
 
-    def _lane_batch_slow(self, spec: tuple[EpochPlan, np.ndarray, np.ndarray]) -> dict[str, Any]:
-        return self.dataset._lane_batch(*spec)
+    def _lane_chunk_slow(self, chunk: list[tuple[EpochPlan, np.ndarray, np.ndarray]]) -> list[dict[str, Any]]:
+        return [self.dataset._lane_batch(*spec) for spec in chunk]
 
 
 def _worker_role_and_skip(worker: int, workers: int, resume: tuple[int, int, int | None] | None) -> tuple[int, int]:
