@@ -265,6 +265,69 @@ fn gather_windows<'py>(
     result.map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
+/// Audio and blendshape windows of a batch in one call (one GIL release): window k is
+/// audio_sources[ids[k]][sample_starts[k]:][:audio_out[k].size] and the rows
+/// blendshape_sources[ids[k]][frame_starts[k]:][:blendshape_out.shape[1]].
+#[pyfunction]
+#[pyo3(signature = (audio_sources, blendshape_sources, ids, sample_starts, frame_starts, audio_out, blendshape_out, threads = 1))]
+#[allow(clippy::too_many_arguments)]
+fn gather_batch<'py>(
+    py: Python<'py>,
+    audio_sources: Vec<numpy::PyReadonlyArrayDyn<'py, f32>>,
+    blendshape_sources: Vec<numpy::PyReadonlyArrayDyn<'py, f32>>,
+    ids: PyReadonlyArray1<'py, i64>,
+    sample_starts: PyReadonlyArray1<'py, i64>,
+    frame_starts: PyReadonlyArray1<'py, i64>,
+    mut audio_out: numpy::PyReadwriteArrayDyn<'py, f32>,
+    mut blendshape_out: numpy::PyReadwriteArrayDyn<'py, f32>,
+    threads: usize,
+) -> PyResult<()> {
+    use crate::gather;
+    fn slices<'a>(what: &str, arrays: &'a [numpy::PyReadonlyArrayDyn<'_, f32>]) -> PyResult<Vec<&'a [f32]>> {
+        arrays
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.as_slice().map_err(|_| PyValueError::new_err(format!("{what} source {i} is not a C-contiguous float32 array"))))
+            .collect()
+    }
+    let audio_slices = slices("audio", &audio_sources)?;
+    let bs_slices = slices("blendshape", &blendshape_sources)?;
+    if audio_slices.len() != bs_slices.len() {
+        return Err(PyValueError::new_err("audio_sources and blendshape_sources differ in length"));
+    }
+    let contiguous = |what: &str| PyValueError::new_err(format!("{what} must be a contiguous int64 array"));
+    let ids = ids.as_slice().map_err(|_| contiguous("ids"))?;
+    let sample_starts = sample_starts.as_slice().map_err(|_| contiguous("sample_starts"))?;
+    let frame_starts = frame_starts.as_slice().map_err(|_| contiguous("frame_starts"))?;
+    let a_shape = numpy::PyUntypedArrayMethods::shape(&**audio_out).to_vec();
+    let b_shape = numpy::PyUntypedArrayMethods::shape(&**blendshape_out).to_vec();
+    if a_shape.first().copied() != Some(ids.len()) || b_shape.len() < 2 || b_shape[0] != ids.len() {
+        return Err(PyValueError::new_err(format!(
+            "audio_out {a_shape:?} and blendshape_out {b_shape:?} must have len(ids) = {} rows (blendshape_out at least 2-D)",
+            ids.len()
+        )));
+    }
+    if frame_starts.len() != ids.len() {
+        return Err(PyValueError::new_err(format!("frame_starts has {} entries but ids has {}", frame_starts.len(), ids.len())));
+    }
+    let row: usize = b_shape[2..].iter().product();
+    let bs_starts: Vec<i64> = frame_starts.iter().map(|&f| if f < 0 { -1 } else { f.saturating_mul(row as i64) }).collect();
+    let a_len: usize = a_shape[1..].iter().product();
+    let b_len: usize = b_shape[1..].iter().product();
+    let audio_out = audio_out.as_slice_mut().map_err(|_| PyValueError::new_err("audio_out must be a C-contiguous float32 array"))?;
+    let bs_out = blendshape_out.as_slice_mut().map_err(|_| PyValueError::new_err("blendshape_out must be a C-contiguous float32 array"))?;
+    let result = detached(py, "gathering a batch", move || {
+        // Validate both requests before writing either.
+        let a_lens: Vec<usize> = audio_slices.iter().map(|s| s.len()).collect();
+        let b_lens: Vec<usize> = bs_slices.iter().map(|s| s.len()).collect();
+        gather::validate(&a_lens, ids, sample_starts, a_len, audio_out.len())?;
+        gather::validate(&b_lens, ids, &bs_starts, b_len, bs_out.len())?;
+        gather::gather_windows(&audio_slices, ids, sample_starts, a_len, audio_out, threads)?;
+        gather::gather_windows(&bs_slices, ids, &bs_starts, b_len, bs_out, 1)
+    })?;
+    result.map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
 /// Deliberately panics inside the core (tests check that a panic reaches Python as an exception).
 #[pyfunction]
 fn _panic_for_test(py: Python<'_>) -> PyResult<()> {
@@ -289,6 +352,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(assign_files_to_ranks, m)?)?;
     m.add_function(wrap_pyfunction!(lane_plan, m)?)?;
     m.add_function(wrap_pyfunction!(gather_windows, m)?)?;
+    m.add_function(wrap_pyfunction!(gather_batch, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     Ok(())
 }

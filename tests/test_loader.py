@@ -252,6 +252,36 @@ def test_gather_binding_rejects_bad_arguments() -> None:
     _core.gather_windows([src], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), empty)
 
 
+def test_gather_batch_binding() -> None:
+    audio = [np.arange(100, dtype=np.float32), np.arange(100, 200, dtype=np.float32)]
+    rows = [np.arange(20 * 52, dtype=np.float32).reshape(20, 52), -np.arange(10 * 52, dtype=np.float32).reshape(10, 52)]
+    a_out = np.zeros((2, 10), dtype=np.float32)
+    b_out = np.zeros((2, 3, 52), dtype=np.float32)
+    ids, samples, frames = np.array([1, 0]), np.array([5, 90]), np.array([7, 17])
+    _core.gather_batch(audio, rows, ids, samples, frames, a_out, b_out, 2)
+    np.testing.assert_array_equal(a_out, [audio[1][5:15], audio[0][90:100]])
+    np.testing.assert_array_equal(b_out, [rows[1][7:10], rows[0][17:20]])
+    bad = [
+        dict(frames=np.array([8, 17])),            # blendshape window past the end of source 1
+        dict(samples=np.array([5, 91])),           # audio window past the end
+        dict(ids=np.array([2, 0])),                # no such source
+        dict(frames=np.array([7])),                # lengths differ
+        dict(b_out=np.zeros((3, 3, 52), dtype=np.float32)),
+        dict(b_out=np.zeros((2,), dtype=np.float32)),
+        dict(rows=rows[:1]),                       # source lists differ in length
+    ]
+    for case in bad:
+        args = dict(audio=audio, rows=rows, ids=ids, samples=samples, frames=frames, a_out=a_out.copy() * 0 - 1,
+                    b_out=np.full((2, 3, 52), -1, dtype=np.float32))
+        args.update(case)
+        before_a, before_b = args["a_out"].copy(), args["b_out"].copy()
+        with pytest.raises((ValueError, TypeError)):
+            _core.gather_batch(args["audio"], args["rows"], args["ids"], args["samples"], args["frames"],
+                               args["a_out"], args["b_out"])
+        np.testing.assert_array_equal(args["a_out"], before_a)  # nothing written on a refused request
+        np.testing.assert_array_equal(args["b_out"], before_b)
+
+
 def test_bench_loader_smoke(tmp_path: Path) -> None:
     """The benchmark's quick CI run on tiny data: it runs and prints its table."""
     out_json = tmp_path / "bench.json"

@@ -49,4 +49,17 @@ def gather_windows(
     """Copies window k = sources[ids[k]].ravel()[starts[k]:starts[k] + out[k].size] into out[k]
     without the GIL (out: C-contiguous, writable, first axis len(ids)). ValueError on bad input."""
 
+def gather_batch(
+    audio_sources: list[npt.NDArray[np.float32]],
+    blendshape_sources: list[npt.NDArray[np.float32]],
+    ids: npt.NDArray[np.int64],
+    sample_starts: npt.NDArray[np.int64],
+    frame_starts: npt.NDArray[np.int64],
+    audio_out: npt.NDArray[np.float32],
+    blendshape_out: npt.NDArray[np.float32],
+    threads: int = 1,
+) -> None:
+    """Audio and blendshape windows of a batch in one GIL-free call (frame_starts in rows of
+    blendshape_out's trailing shape). Validates everything before writing; ValueError on bad input."""
+
 def _panic_for_test() -> None: ...

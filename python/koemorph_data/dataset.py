@@ -770,17 +770,19 @@ class _BatchLoader:
     def _gather(self, files: np.ndarray, frames: np.ndarray, samples: np.ndarray,
                 audio: torch.Tensor, blendshapes: torch.Tensor) -> None:
         """Copies the windows (files/frames/samples) into audio [n, S] and blendshapes [n, W, 52]."""
-        if len(files) and (files == files[0]).all():
-            unique, ids = files[:1], np.zeros(len(files), dtype=np.int64)
+        first = files[0] if len(files) else 0
+        if files[-1] == first and (files == first).all():
+            take = self._take(int(first))
+            audio_sources, bs_sources = [take[0]], [take[1]]
+            ids = np.zeros(len(files), dtype=np.int64)
         else:
             unique, ids = np.unique(files, return_inverse=True)
-        takes = [self._take(int(f)) for f in unique]
-        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
-        _core.gather_windows([a for a, _ in takes], ids, np.ascontiguousarray(samples, dtype=np.int64),
-                             audio.numpy(), self.num_threads)
-        _core.gather_windows([b for _, b in takes], ids,
-                             np.ascontiguousarray(frames * _core.NUM_BLENDSHAPES, dtype=np.int64),
-                             blendshapes.numpy(), self.num_threads)
+            takes = [self._take(int(f)) for f in unique]
+            audio_sources, bs_sources = [a for a, _ in takes], [b for _, b in takes]
+            ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        _core.gather_batch(audio_sources, bs_sources, ids, np.ascontiguousarray(samples, dtype=np.int64),
+                           np.ascontiguousarray(frames, dtype=np.int64), audio.numpy(), blendshapes.numpy(),
+                           self.num_threads)
 
     def _window_chunk(self, chunk: "_Chunk") -> list[dict[str, Any]]:
         audio, blendshapes = self._chunk_tensors(len(chunk))
