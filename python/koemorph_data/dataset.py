@@ -519,11 +519,18 @@ class _ChunkBuffers:
         self.pin_memory = pin_memory
         self.count = getattr(torch._C, "_storage_Use_Count", None)
         self.free: list[tuple[torch.Tensor, torch.Tensor, int, int]] = []
+        import threading
+
+        self.lock = threading.Lock()
 
     def _uses(self, t: torch.Tensor) -> int:
         return self.count(t.untyped_storage()._cdata)
 
     def get(self, rows: int, window_samples: int, window_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.lock:
+            return self._get(rows, window_samples, window_frames)
+
+    def _get(self, rows: int, window_samples: int, window_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         for k in range(len(self.free) - 1, -1, -1):  # most recently used first: still in the CPU cache
             audio, blendshapes, base_a, base_b = self.free[k]
             if (audio.shape[0] == rows and self._uses(audio) == base_a and self._uses(blendshapes) == base_b):
@@ -574,10 +581,10 @@ class _Chunk:
 class _BatchLoader:
     """The iterable ``_WindowDataset.loader()`` returns (see there).
 
-    One producer thread walks the plan and materialises chunks of about 8 windows
-    (consecutive batches) at once: one Rust gather call per array into reused chunk tensors,
-    the copy spread over ``num_threads`` threads with the GIL released, and one queue hand-off
-    per chunk. The batches handed out are row slices (views) of the chunk's tensors, so the
+    The caller's thread plans chunks of about 8 windows (consecutive batches, index arrays
+    computed once per epoch run) and ``num_threads`` pool threads materialise them, several
+    at once: one GIL-free Rust gather call per chunk into reused chunk tensors, so one
+    thread's Python overlaps the others' copies. The batches handed out are row slices (views) of the chunk's tensors, so the
     Python cost per batch is a few slicing and dict operations. A helper thread decodes (or
     maps) the next take of the plan before the stream reaches it.
     """
@@ -603,16 +610,17 @@ class _BatchLoader:
         self._lock = threading.Lock()
         self._loading: dict[int, Any] = {}
         self._ahead: Any = None  # executor decoding the next take
-        self._boundaries: dict[int, tuple[EpochPlan, np.ndarray]] = {}
+        # Copy threads per gather: the pool's threads already copy in parallel (prefetch > 0).
+        self._copy_threads = self.num_threads if self.prefetch == 0 else 1
         per = dataset.lanes if dataset.lanes is not None else self.batch_size
         self._chunk = max(1, 8 // per)  # batches per chunk (a few MB: stays in the CPU cache)
         self._queued_chunks = max(1, -(-self.prefetch // self._chunk))
-        self._buffers = _ChunkBuffers(self._queued_chunks + 3, self.pin_memory)
+        self._buffers = _ChunkBuffers(max(self.num_threads, self._queued_chunks) + 3, self.pin_memory)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         import itertools as it
-        import queue
-        import threading
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
 
         ds = self.dataset
         rank, world = ds._rank_world()
@@ -640,42 +648,28 @@ class _BatchLoader:
                     yield batch
             return
 
-        q: queue.Queue = queue.Queue(maxsize=self._queued_chunks)
-        stop = threading.Event()
-
-        def put(item: Any) -> bool:
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.05)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def produce() -> None:
-            try:
-                for chunk in chunks:
-                    if not put(make(chunk)):
-                        return
-                put(_LoaderEnd())
-            except BaseException as exc:  # handed to the consumer, raised there
-                put(_LoaderEnd(exc))
-
-        producer = threading.Thread(target=produce, name="koemorph-loader", daemon=True)
-        producer.start()
+        # Chunks are planned here (vectorised, cheap) and materialised by a pool of threads,
+        # several at once: one thread's Python overlaps the others' GIL-free copies. Results are
+        # taken in submission order, so the stream's order is the plan's.
+        workers = 1 if ds.augment is not None else self.num_threads
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="koemorph-loader")
+        ahead = max(workers, self._queued_chunks)
+        pending: deque = deque()
         try:
-            while True:
-                item = q.get()
-                if isinstance(item, _LoaderEnd):
-                    if item.error is not None:
-                        raise item.error
-                    return
-                for batch in item:
+            for chunk in chunks:
+                pending.append(pool.submit(make, chunk))
+                while len(pending) > ahead:
+                    for batch in pending.popleft().result():
+                        ds._consumed += len(batch["file_names"])
+                        yield batch
+            while pending:
+                for batch in pending.popleft().result():
                     ds._consumed += len(batch["file_names"])
                     yield batch
         finally:
-            stop.set()
-            producer.join(timeout=1.0)
+            for future in pending:
+                future.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ plan -> batch specs
     def _window_batches(self, epoch: int, rank: int, world: int, resume: tuple[int, int, int | None] | None
@@ -752,10 +746,11 @@ class _BatchLoader:
         with self._lock:
             if upcoming in self._lru or upcoming in self._loading:
                 return
-        if self._ahead is None:
-            from concurrent.futures import ThreadPoolExecutor
+        with self._lock:
+            if self._ahead is None:
+                from concurrent.futures import ThreadPoolExecutor
 
-            self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="koemorph-decode-ahead")
+                self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="koemorph-decode-ahead")
         future = self._ahead.submit(self._take, upcoming)
         future.add_done_callback(lambda f: f.exception())  # a failure resurfaces when the take is needed
 
@@ -782,7 +777,7 @@ class _BatchLoader:
             ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         _core.gather_batch(audio_sources, bs_sources, ids, np.ascontiguousarray(samples, dtype=np.int64),
                            np.ascontiguousarray(frames, dtype=np.int64), audio.numpy(), blendshapes.numpy(),
-                           self.num_threads)
+                           self._copy_threads)
 
     def _window_chunk(self, chunk: "_Chunk") -> list[dict[str, Any]]:
         audio, blendshapes = self._chunk_tensors(len(chunk))
