@@ -522,6 +522,7 @@ class _ChunkBuffers:
         import threading
 
         self.lock = threading.Lock()
+        self.claimed: set[int] = set()  # handed to a thread that has not made its views yet
 
     def _uses(self, t: torch.Tensor) -> int:
         return self.count(t.untyped_storage()._cdata)
@@ -533,17 +534,26 @@ class _ChunkBuffers:
     def _get(self, rows: int, window_samples: int, window_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         for k in range(len(self.free) - 1, -1, -1):  # most recently used first: still in the CPU cache
             audio, blendshapes, base_a, base_b = self.free[k]
-            if (audio.shape[0] == rows and self._uses(audio) == base_a and self._uses(blendshapes) == base_b):
+            if (audio.shape[0] == rows and id(audio) not in self.claimed and self._uses(audio) == base_a
+                    and self._uses(blendshapes) == base_b):
                 self.free.append(self.free.pop(k))
+                self.claimed.add(id(audio))
                 return audio, blendshapes
         audio = torch.empty((rows, window_samples), dtype=torch.float32, pin_memory=self.pin_memory)
         blendshapes = torch.empty((rows, window_frames, _core.NUM_BLENDSHAPES), dtype=torch.float32,
                                   pin_memory=self.pin_memory)
         if self.count is not None and not self.pin_memory:
             self.free.append((audio, blendshapes, self._uses(audio), self._uses(blendshapes)))
+            self.claimed.add(id(audio))
             if len(self.free) > self.keep:
-                self.free.pop(0)
+                dropped = self.free.pop(0)
+                self.claimed.discard(id(dropped[0]))
         return audio, blendshapes
+
+    def release(self, audio: torch.Tensor) -> None:
+        """The chunk's views exist now (they keep the storage busy while the caller holds them)."""
+        with self.lock:
+            self.claimed.discard(id(audio))
 
 
 @dataclass
@@ -793,7 +803,9 @@ class _BatchLoader:
         # Per-window flags (is_dense, ...) from the dataset's vectorised lane hook.
         columns += [(key, value.split(b)) for key, value in chunk.flags.items()]
         keys = [key for key, _ in columns]
-        return [dict(zip(keys, row)) for row in zip(*(values for _, values in columns))]
+        batches = [dict(zip(keys, row)) for row in zip(*(values for _, values in columns))]
+        self._buffers.release(audio)
+        return batches
 
     def _lane_chunk(self, chunk: list[tuple[EpochPlan, np.ndarray, np.ndarray]]) -> list[dict[str, Any]]:
         ds = self.dataset
@@ -836,6 +848,7 @@ class _BatchLoader:
             }
             ds._add_lane_flags(batch, plan, index)
             batches.append(batch)
+        self._buffers.release(audio)
         return batches
 
     def _window_chunk_slow(self, chunk: list[list[tuple[EpochPlan, np.ndarray]]]) -> list[dict[str, Any]]:
