@@ -104,11 +104,14 @@ pub fn gather_windows(
         return Ok(());
     }
     // Contiguous blocks of windows per task, each writing one disjoint part of `out`, run on
-    // rayon's persistent pool (spawning OS threads per call costs far more than a batch copy).
+    // the core's persistent, fork-safe pool (spawning OS threads per call costs far more than a
+    // batch copy; rayon's global pool hangs in forked DataLoader workers).
     let per = windows.len().div_ceil(threads);
-    out.par_chunks_mut(per * window_len)
-        .zip(windows.par_chunks(per))
-        .for_each(|(mine, ws)| copy(mine, ws));
+    crate::pool::pool().install(|| {
+        out.par_chunks_mut(per * window_len)
+            .zip(windows.par_chunks(per))
+            .for_each(|(mine, ws)| copy(mine, ws))
+    });
     Ok(())
 }
 

@@ -73,16 +73,17 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// Parse a blendshape JSONL file, using all rayon threads for large inputs.
+/// Parse a blendshape JSONL file, using all the pool's threads for large inputs.
 pub fn parse_jsonl(bytes: &[u8]) -> Result<Blendshapes, ParseError> {
-    parse_jsonl_with_threads(bytes, rayon::current_num_threads())
+    parse_jsonl_with_threads(bytes, crate::pool::threads())
 }
 
 /// Parse a blendshape JSONL file with at most `threads` threads (`1` = single-threaded on the
-/// calling thread, `0` = all rayon threads). Results and errors do not depend on `threads`.
+/// calling thread, `0` = all the pool's threads). Results and errors do not depend on `threads`.
 pub fn parse_jsonl_with_threads(bytes: &[u8], threads: usize) -> Result<Blendshapes, ParseError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let global = rayon::current_num_threads();
+    // The fork-safe pool (crate::pool), never rayon's global one: see pool.rs.
+    let global = crate::pool::threads();
     let threads = if threads == 0 { global } else { threads };
     // No point in chunks smaller than ~256 KiB (and no huge pools for silly thread counts).
     let threads = threads.min(bytes.len() / (256 << 10)).max(1);
@@ -90,7 +91,7 @@ pub fn parse_jsonl_with_threads(bytes: &[u8], threads: usize) -> Result<Blendsha
         return parse_serial(bytes);
     }
     if threads == global {
-        return parse_parallel(bytes, threads);
+        return crate::pool::pool().install(|| parse_parallel(bytes, threads));
     }
     match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
         Ok(pool) => pool.install(|| parse_parallel(bytes, threads)),

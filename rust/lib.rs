@@ -8,6 +8,7 @@ pub mod fps;
 pub mod gather;
 pub mod jsonl;
 pub mod plan;
+pub mod pool;
 pub mod rng;
 pub mod timing;
 

@@ -1,0 +1,44 @@
+"""Forked DataLoader workers must not hang on the core's thread pool.
+
+The training process uses the pool first (validation parses every JSONL; large files are
+parsed in parallel), then torch forks workers, which inherit none of the pool's threads.
+Each check runs in a subprocess with a timeout so that a hang fails instead of blocking.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent("""
+    import os, sys
+    import torch
+    from torch.utils.data import DataLoader
+    from koemorph_data import SequentialKoeMorphDataset, read_blendshapes
+    from koemorph_data.synthetic import make_take
+
+    root = sys.argv[1]
+    # 75 s at 30 fps: a JSONL of more than 1 MB, which the core parses on several threads.
+    make_take(os.path.join(root, "long.wav"), os.path.join(root, "long.jsonl"), seconds=75.0)
+    assert os.path.getsize(os.path.join(root, "long.jsonl")) > 1_100_000
+    ds = SequentialKoeMorphDataset(root, stride_frames=500, loop_dataset=False)  # parses in this process
+    batch = next(iter(ds.loader(batch_size=2, num_threads=2)))                  # gathers on the pool here
+    loader = DataLoader(ds, batch_size=2, num_workers=2, multiprocessing_context="fork")
+    got = sum(len(b["file_names"]) for b in loader)                              # workers parse again
+    assert got == ds.num_windows(), (got, ds.num_windows())
+    pid = os.fork()
+    if pid == 0:
+        values, _ = read_blendshapes(os.path.join(root, "long.jsonl"))
+        child = next(iter(ds.loader(batch_size=2, num_threads=2)))
+        os._exit(0 if torch.equal(child["audio"], batch["audio"]) and len(values) > 2000 else 3)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    print("ok")
+""")
+
+
+def test_forked_workers_use_the_pool_without_hanging(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("ok")
