@@ -208,12 +208,8 @@ def _children(pid: int) -> list[int]:
 
 
 def measure_rss(config: str, data: Path, seconds: float) -> dict:
-    # RAYON_NUM_THREADS=1: the JSONL parser's rayon pool, started in the parent while it
-    # validates takes, does not survive fork; a forked DataLoader worker that parses a large
-    # JSONL on it would wait forever (see benches/README.md, known issues).
-    env = dict(os.environ, RAYON_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, __file__, "--rss-child", config, str(data), "--time", str(seconds)],
-                          capture_output=True, text=True, timeout=300, env=env)
+                          capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         raise RuntimeError(f"RSS run {config} failed:\n{proc.stderr[-2000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
