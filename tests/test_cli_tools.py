@@ -213,7 +213,7 @@ def test_import_livelink_converts_and_trims(tmp_path):
 
 def test_import_livelink_24fps_interpolates_and_wraps_midnight(tmp_path):
     csv = tmp_path / "night.csv"
-    values = write_livelink(csv, 49, start_s=86400 - 1.0, fps=24)  # 2 s crossing midnight
+    write_livelink(csv, 49, start_s=86400 - 1.0, fps=24)  # 2 s crossing midnight
     sf.write(str(tmp_path / "a.flac"), np.zeros(16000 * 3), 16000)
     proc = run("import-livelink", csv, "--audio", tmp_path / "a.flac", "--out", tmp_path, "--timecode-fps", "24")
     assert proc.returncode == 0, proc.stderr

@@ -1,11 +1,8 @@
 """The two datasets of issue 2: windows checked against audio and JSONL read by hand."""
 from __future__ import annotations
 
-import json
 import logging
-import math
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -325,3 +322,27 @@ def test_invalid_arguments_are_rejected(small_dataset):
         AdaptiveSequentialDataset(small_dataset, progressive_schedule="cosine")
     with pytest.raises(ValueError, match="window"):
         SequentialKoeMorphDataset(small_dataset, window_frames=100000)
+
+
+def _collate_noting_strategy(samples):
+    from torch.utils.data import default_collate
+
+    batch = default_collate(samples)
+    batch["strategy"] = torch.multiprocessing.get_sharing_strategy()
+    return batch
+
+
+@pytest.mark.parametrize("strategy", ["file_system", "file_descriptor", None])
+def test_worker_sharing_strategy_is_set_in_workers_only(many_dataset, strategy):
+    before = torch.multiprocessing.get_sharing_strategy()
+    ds = SequentialKoeMorphDataset(many_dataset, stride_frames=40, loop_dataset=False,
+                                   worker_sharing_strategy=strategy)
+    batches = list(DataLoader(ds, batch_size=2, num_workers=2, collate_fn=_collate_noting_strategy))
+    assert {b["strategy"] for b in batches} == {strategy or before}
+    assert torch.multiprocessing.get_sharing_strategy() == before, "the training process is untouched"
+    plain = list(DataLoader(SequentialKoeMorphDataset(many_dataset, stride_frames=40, loop_dataset=False),
+                            batch_size=2, num_workers=2))
+    for a, b in zip(batches, plain, strict=True):
+        assert torch.equal(a["audio"], b["audio"]) and torch.equal(a["start_frames"], b["start_frames"])
+    with pytest.raises(ValueError, match="worker_sharing_strategy"):
+        SequentialKoeMorphDataset(many_dataset, worker_sharing_strategy="carrier_pigeon")
