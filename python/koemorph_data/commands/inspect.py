@@ -13,7 +13,6 @@ import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from .. import _core
 from ..audio import audio_info
 from ..errors import DataFormatError
 from ..takes import find_file_pairs, validate_take
+from ._progress import Progress
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -32,32 +32,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stride", type=int, default=1, help="window stride in frames (default 1)")
     parser.add_argument("--sample-rate", type=int, default=16000, help="dataset sample_rate (default 16000)")
     parser.add_argument("--fps", type=int, default=30, help="dataset target_fps (default 30)")
-
-
-class _Progress:
-    """``inspect: 12/340 takes`` on stderr: redrawn in place on a terminal, otherwise a line
-    every few seconds (only when the run takes that long)."""
-
-    def __init__(self, total: int, every_s: float = 2.0) -> None:
-        self.total, self.every_s = total, every_s
-        self.tty = sys.stderr.isatty()
-        self.started = self.last = time.perf_counter()
-        self.drawn = False
-
-    def step(self, done: int, label: str) -> None:
-        now = time.perf_counter()
-        if self.tty:
-            sys.stderr.write(f"\r\x1b[Kinspect: {done}/{self.total} takes  {label[-60:]}")
-            self.drawn = True
-        elif now - self.last >= self.every_s:
-            sys.stderr.write(f"inspect: {done}/{self.total} takes, {now - self.started:.0f} s\n")
-            self.last = now
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.drawn:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
 
 
 def _error(path: Path | str, reason: str, line: int | None = None) -> dict[str, Any]:
@@ -112,9 +86,9 @@ def inspect_dir(data_dir: Path, *, sample_rate: int = 16000, fps: int = 30, wind
     pairs, orphans = find_file_pairs(data_dir)
     report: dict[str, Any] = {"data_dir": str(data_dir), "window_frames": window_frames, "stride": stride,
                               "pairs": [], "orphans": [str(p) for p in orphans], "errors": []}
-    bar = _Progress(len(pairs)) if progress else None
+    bar = Progress("inspect", len(pairs)) if progress else None
     try:
-        for n, (wav, jsonl) in enumerate(pairs, 1):
+        for wav, jsonl in pairs:
             try:
                 report["pairs"].append(inspect_pair(wav, jsonl, sample_rate=sample_rate, fps=fps,
                                                     window_frames=window_frames, stride=stride))
@@ -123,7 +97,7 @@ def inspect_dir(data_dir: Path, *, sample_rate: int = 16000, fps: int = 30, wind
             except Exception as exc:  # an internal error must not hide the other takes
                 report["errors"].append(_error(wav, f"{type(exc).__name__}: {exc}"))
             if bar is not None:
-                bar.step(n, wav.name)
+                bar.step(wav.name)
     finally:
         if bar is not None:
             bar.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..cache import TakeCache
 from ..errors import DataFormatError
 from ..takes import find_file_pairs
+from ._progress import Progress
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -30,31 +31,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="keep outdated entries of these takes (default: remove them)")
 
 
-class _Progress:
-    """A one-line progress bar on stderr (redrawn in place on a terminal)."""
-
-    def __init__(self, total: int, stream=None, width: int = 30) -> None:
-        self.total, self.width = total, width
-        self.stream = stream if stream is not None else sys.stderr
-        self.done = 0
-        self.started = time.perf_counter()
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-
-    def step(self, label: str) -> None:
-        self.done += 1
-        filled = self.width * self.done // max(self.total, 1)
-        bar = "#" * filled + "." * (self.width - filled)
-        elapsed = time.perf_counter() - self.started
-        line = f"[{bar}] {self.done}/{self.total} takes {elapsed:6.1f} s  {label}"
-        if self.tty:
-            self.stream.write("\r\x1b[K" + line[:200])
-            if self.done == self.total:
-                self.stream.write("\n")
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-
 def run(args: argparse.Namespace) -> int:
     from ..cli import UserError
 
@@ -65,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"no .wav/.jsonl pairs found under {args.data_dir}")
     cache = TakeCache(args.cache_dir, args.sample_rate, args.fps)
     args.cache_dir.mkdir(parents=True, exist_ok=True)
-    progress = _Progress(len(pairs))
+    progress = Progress("prepare", len(pairs))
     built = current = 0
     nbytes = 0
     failed: list[tuple[Path, str]] = []
@@ -89,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
             current += not stored
             nbytes += size
             progress.step(wav.stem)
+    progress.close()
     pruned = 0 if args.no_prune else cache.prune(pairs)
     elapsed = time.perf_counter() - started
     print(f"prepared {len(pairs) - len(failed)}/{len(pairs)} takes in {args.cache_dir} "
