@@ -3,6 +3,7 @@
 //! exceptions.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex};
 
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
@@ -12,6 +13,7 @@ use pyo3::types::PyTuple;
 
 use crate::arkit::{ARKIT_BLENDSHAPES, NUM_BLENDSHAPES};
 use crate::fps;
+use crate::gather;
 use crate::jsonl::{self, Blendshapes, ParseError};
 use crate::plan::{self, PlanConfig, Stride};
 use crate::timing::{self, Alignment, Timing};
@@ -247,7 +249,6 @@ fn gather_windows<'py>(
     mut out: numpy::PyReadwriteArrayDyn<'py, f32>,
     threads: usize,
 ) -> PyResult<()> {
-    use crate::gather;
     let slices: Vec<&[f32]> = sources
         .iter()
         .enumerate()
@@ -263,6 +264,106 @@ fn gather_windows<'py>(
     let out = out.as_slice_mut().map_err(|_| PyValueError::new_err("out must be a C-contiguous float32 array"))?;
     let result = detached(py, "gathering windows", move || gather::gather_windows(&slices, ids, starts, window_len, out, threads))?;
     result.map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// A validated batch gather whose buffers are addressed by raw parts, so that it can run on
+/// another thread after the borrows of the numpy arrays end (the caller keeps the arrays alive
+/// and does not touch the outputs until the gather is done: see `GatherTicket`).
+struct BatchJob {
+    audio_sources: Vec<(usize, usize)>,
+    bs_sources: Vec<(usize, usize)>,
+    ids: Vec<i64>,
+    sample_starts: Vec<i64>,
+    bs_starts: Vec<i64>,
+    audio_out: (usize, usize),
+    bs_out: (usize, usize),
+    a_len: usize,
+    b_len: usize,
+    threads: usize,
+}
+
+impl BatchJob {
+    /// SAFETY: every (pointer, length) must address live float32 memory for the duration of the
+    /// call, and the outputs must not be accessed by anyone else meanwhile.
+    unsafe fn run(&self) -> Result<(), gather::GatherError> {
+        let src = |v: &[(usize, usize)]| -> Vec<&[f32]> {
+            v.iter().map(|&(p, n)| if n == 0 { &[][..] } else { std::slice::from_raw_parts(p as *const f32, n) }).collect()
+        };
+        let out = |(p, n): (usize, usize)| -> &mut [f32] {
+            if n == 0 { &mut [][..] } else { std::slice::from_raw_parts_mut(p as *mut f32, n) }
+        };
+        let a = src(&self.audio_sources);
+        let b = src(&self.bs_sources);
+        gather::gather_windows(&a, &self.ids, &self.sample_starts, self.a_len, out(self.audio_out), self.threads)?;
+        gather::gather_windows(&b, &self.ids, &self.bs_starts, self.b_len, out(self.bs_out), 1)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn batch_job(
+    audio_sources: &[numpy::PyReadonlyArrayDyn<'_, f32>],
+    blendshape_sources: &[numpy::PyReadonlyArrayDyn<'_, f32>],
+    ids: &PyReadonlyArray1<'_, i64>,
+    sample_starts: &PyReadonlyArray1<'_, i64>,
+    frame_starts: &PyReadonlyArray1<'_, i64>,
+    audio_out: &mut numpy::PyReadwriteArrayDyn<'_, f32>,
+    blendshape_out: &mut numpy::PyReadwriteArrayDyn<'_, f32>,
+    threads: usize,
+) -> PyResult<BatchJob> {
+    fn parts(what: &str, arrays: &[numpy::PyReadonlyArrayDyn<'_, f32>]) -> PyResult<Vec<(usize, usize)>> {
+        arrays
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.as_slice()
+                    .map(|s| (s.as_ptr() as usize, s.len()))
+                    .map_err(|_| PyValueError::new_err(format!("{what} source {i} is not a C-contiguous float32 array")))
+            })
+            .collect()
+    }
+    let audio_parts = parts("audio", audio_sources)?;
+    let bs_parts = parts("blendshape", blendshape_sources)?;
+    if audio_parts.len() != bs_parts.len() {
+        return Err(PyValueError::new_err("audio_sources and blendshape_sources differ in length"));
+    }
+    let contiguous = |what: &str| PyValueError::new_err(format!("{what} must be a contiguous int64 array"));
+    let ids = ids.as_slice().map_err(|_| contiguous("ids"))?;
+    let sample_starts = sample_starts.as_slice().map_err(|_| contiguous("sample_starts"))?;
+    let frame_starts = frame_starts.as_slice().map_err(|_| contiguous("frame_starts"))?;
+    let a_shape = numpy::PyUntypedArrayMethods::shape(&***audio_out).to_vec();
+    let b_shape = numpy::PyUntypedArrayMethods::shape(&***blendshape_out).to_vec();
+    if a_shape.first().copied() != Some(ids.len()) || b_shape.len() < 2 || b_shape[0] != ids.len() {
+        return Err(PyValueError::new_err(format!(
+            "audio_out {a_shape:?} and blendshape_out {b_shape:?} must have len(ids) = {} rows (blendshape_out at least 2-D)",
+            ids.len()
+        )));
+    }
+    if frame_starts.len() != ids.len() {
+        return Err(PyValueError::new_err(format!("frame_starts has {} entries but ids has {}", frame_starts.len(), ids.len())));
+    }
+    let row: usize = b_shape[2..].iter().product();
+    let bs_starts: Vec<i64> = frame_starts.iter().map(|&f| if f < 0 { -1 } else { f.saturating_mul(row as i64) }).collect();
+    let a_len: usize = a_shape[1..].iter().product();
+    let b_len: usize = b_shape[1..].iter().product();
+    let a_out = audio_out.as_slice_mut().map_err(|_| PyValueError::new_err("audio_out must be a C-contiguous float32 array"))?;
+    let b_out = blendshape_out.as_slice_mut().map_err(|_| PyValueError::new_err("blendshape_out must be a C-contiguous float32 array"))?;
+    // Validate both requests before writing either.
+    let a_lens: Vec<usize> = audio_parts.iter().map(|&(_, n)| n).collect();
+    let b_lens: Vec<usize> = bs_parts.iter().map(|&(_, n)| n).collect();
+    gather::validate(&a_lens, ids, sample_starts, a_len, a_out.len()).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    gather::validate(&b_lens, ids, &bs_starts, b_len, b_out.len()).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(BatchJob {
+        audio_sources: audio_parts,
+        bs_sources: bs_parts,
+        ids: ids.to_vec(),
+        sample_starts: sample_starts.to_vec(),
+        bs_starts,
+        audio_out: (a_out.as_mut_ptr() as usize, a_out.len()),
+        bs_out: (b_out.as_mut_ptr() as usize, b_out.len()),
+        a_len,
+        b_len,
+        threads,
+    })
 }
 
 /// Audio and blendshape windows of a batch in one call (one GIL release): window k is
@@ -282,50 +383,97 @@ fn gather_batch<'py>(
     mut blendshape_out: numpy::PyReadwriteArrayDyn<'py, f32>,
     threads: usize,
 ) -> PyResult<()> {
-    use crate::gather;
-    fn slices<'a>(what: &str, arrays: &'a [numpy::PyReadonlyArrayDyn<'_, f32>]) -> PyResult<Vec<&'a [f32]>> {
-        arrays
-            .iter()
-            .enumerate()
-            .map(|(i, s)| s.as_slice().map_err(|_| PyValueError::new_err(format!("{what} source {i} is not a C-contiguous float32 array"))))
-            .collect()
-    }
-    let audio_slices = slices("audio", &audio_sources)?;
-    let bs_slices = slices("blendshape", &blendshape_sources)?;
-    if audio_slices.len() != bs_slices.len() {
-        return Err(PyValueError::new_err("audio_sources and blendshape_sources differ in length"));
-    }
-    let contiguous = |what: &str| PyValueError::new_err(format!("{what} must be a contiguous int64 array"));
-    let ids = ids.as_slice().map_err(|_| contiguous("ids"))?;
-    let sample_starts = sample_starts.as_slice().map_err(|_| contiguous("sample_starts"))?;
-    let frame_starts = frame_starts.as_slice().map_err(|_| contiguous("frame_starts"))?;
-    let a_shape = numpy::PyUntypedArrayMethods::shape(&**audio_out).to_vec();
-    let b_shape = numpy::PyUntypedArrayMethods::shape(&**blendshape_out).to_vec();
-    if a_shape.first().copied() != Some(ids.len()) || b_shape.len() < 2 || b_shape[0] != ids.len() {
-        return Err(PyValueError::new_err(format!(
-            "audio_out {a_shape:?} and blendshape_out {b_shape:?} must have len(ids) = {} rows (blendshape_out at least 2-D)",
-            ids.len()
-        )));
-    }
-    if frame_starts.len() != ids.len() {
-        return Err(PyValueError::new_err(format!("frame_starts has {} entries but ids has {}", frame_starts.len(), ids.len())));
-    }
-    let row: usize = b_shape[2..].iter().product();
-    let bs_starts: Vec<i64> = frame_starts.iter().map(|&f| if f < 0 { -1 } else { f.saturating_mul(row as i64) }).collect();
-    let a_len: usize = a_shape[1..].iter().product();
-    let b_len: usize = b_shape[1..].iter().product();
-    let audio_out = audio_out.as_slice_mut().map_err(|_| PyValueError::new_err("audio_out must be a C-contiguous float32 array"))?;
-    let bs_out = blendshape_out.as_slice_mut().map_err(|_| PyValueError::new_err("blendshape_out must be a C-contiguous float32 array"))?;
-    let result = detached(py, "gathering a batch", move || {
-        // Validate both requests before writing either.
-        let a_lens: Vec<usize> = audio_slices.iter().map(|s| s.len()).collect();
-        let b_lens: Vec<usize> = bs_slices.iter().map(|s| s.len()).collect();
-        gather::validate(&a_lens, ids, sample_starts, a_len, audio_out.len())?;
-        gather::validate(&b_lens, ids, &bs_starts, b_len, bs_out.len())?;
-        gather::gather_windows(&audio_slices, ids, sample_starts, a_len, audio_out, threads)?;
-        gather::gather_windows(&bs_slices, ids, &bs_starts, b_len, bs_out, 1)
-    })?;
+    let job = batch_job(&audio_sources, &blendshape_sources, &ids, &sample_starts, &frame_starts, &mut audio_out,
+                        &mut blendshape_out, threads)?;
+    // SAFETY: the borrowed arrays outlive the call.
+    let result = detached(py, "gathering a batch", move || unsafe { job.run() })?;
     result.map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// Completion state of a background gather.
+struct Completion {
+    state: Mutex<Option<Result<(), String>>>,
+    cv: Condvar,
+}
+
+impl Completion {
+    fn wait(&self) -> Result<(), String> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while state.is_none() {
+            state = self.cv.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.clone().unwrap()
+    }
+}
+
+/// A gather running on the core's thread pool, never touching Python (no GIL hand-offs).
+/// Holds references to its source and output arrays until it is done; the outputs must not
+/// be read or written before ``wait()`` returns. Dropping an unfinished ticket blocks until
+/// the copy ends.
+#[pyclass(module = "koemorph_data._core")]
+struct GatherTicket {
+    done: Arc<Completion>,
+    _keep: Vec<Py<PyAny>>,
+}
+
+#[pymethods]
+impl GatherTicket {
+    /// Blocks (without the GIL) until the copy is done; raises ValueError if it failed.
+    fn wait(&self, py: Python<'_>) -> PyResult<()> {
+        let done = self.done.clone();
+        py.detach(move || done.wait()).map_err(PyValueError::new_err)
+    }
+
+    /// Whether the copy has finished.
+    fn done(&self) -> bool {
+        self.done.state.lock().map(|s| s.is_some()).unwrap_or(true)
+    }
+}
+
+impl Drop for GatherTicket {
+    fn drop(&mut self) {
+        let _ = self.done.wait();
+    }
+}
+
+/// ``gather_batch`` started in the background on the core's pool (arguments are validated
+/// here; the copy itself never needs the GIL). Returns a ``GatherTicket``.
+#[pyfunction]
+#[pyo3(signature = (audio_sources, blendshape_sources, ids, sample_starts, frame_starts, audio_out, blendshape_out, threads = 1))]
+#[allow(clippy::too_many_arguments)]
+fn gather_batch_async<'py>(
+    audio_sources: Vec<numpy::PyReadonlyArrayDyn<'py, f32>>,
+    blendshape_sources: Vec<numpy::PyReadonlyArrayDyn<'py, f32>>,
+    ids: PyReadonlyArray1<'py, i64>,
+    sample_starts: PyReadonlyArray1<'py, i64>,
+    frame_starts: PyReadonlyArray1<'py, i64>,
+    mut audio_out: numpy::PyReadwriteArrayDyn<'py, f32>,
+    mut blendshape_out: numpy::PyReadwriteArrayDyn<'py, f32>,
+    threads: usize,
+) -> PyResult<GatherTicket> {
+    let job = batch_job(&audio_sources, &blendshape_sources, &ids, &sample_starts, &frame_starts, &mut audio_out,
+                        &mut blendshape_out, threads)?;
+    let mut keep: Vec<Py<PyAny>> = Vec::with_capacity(audio_sources.len() * 2 + 2);
+    for a in audio_sources.iter().chain(blendshape_sources.iter()) {
+        keep.push((**a).clone().into_any().unbind());
+    }
+    keep.push((**audio_out).clone().into_any().unbind());
+    keep.push((**blendshape_out).clone().into_any().unbind());
+    let done = Arc::new(Completion { state: Mutex::new(None), cv: Condvar::new() });
+    let signal = done.clone();
+    crate::pool::pool().spawn(move || {
+        // SAFETY: the ticket keeps every array alive until this job has signalled completion
+        // (its Drop waits), and the caller does not touch the outputs before wait().
+        let result = catch_unwind(AssertUnwindSafe(|| unsafe { job.run() }));
+        let result = match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("internal error in koemorph_data while gathering a batch".to_string()),
+        };
+        *signal.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+        signal.cv.notify_all();
+    });
+    Ok(GatherTicket { done, _keep: keep })
 }
 
 /// Deliberately panics inside the core (tests check that a panic reaches Python as an exception).
@@ -353,6 +501,8 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lane_plan, m)?)?;
     m.add_function(wrap_pyfunction!(gather_windows, m)?)?;
     m.add_function(wrap_pyfunction!(gather_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(gather_batch_async, m)?)?;
+    m.add_class::<GatherTicket>()?;
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     Ok(())
 }

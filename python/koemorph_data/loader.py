@@ -172,6 +172,9 @@ class _BatchLoader:
             chunks = iter(lambda: list(itertools.islice(specs, self._chunk)), [])
         else:
             chunks = self._window_chunks(epoch, rank, world, resume)
+        if ds.augment is None and ds.lanes is None and self.prefetch > 0:
+            yield from self._window_stream(chunks)
+            return
         if self.prefetch == 0:  # synchronous: everything in the caller's thread
             for chunk in chunks:
                 for batch in make(chunk):
@@ -202,6 +205,66 @@ class _BatchLoader:
                 future.cancel()
             pool.shutdown(wait=False, cancel_futures=True)
 
+    def _window_stream(self, chunks: Iterator["_Chunk"]) -> Iterator[dict[str, Any]]:
+        """The window-mode stream: the first chunk (one batch) is gathered right here, so the
+        first batch is out before anything runs in the background; later chunks are copied by
+        the core's own threads (``gather_batch_async``: no Python, no GIL hand-offs), a few
+        chunks ahead, while this thread only plans and makes the batch views."""
+        ds = self.dataset
+        for chunk in chunks:
+            audio, blendshapes = self._chunk_tensors(len(chunk))
+            self._gather(chunk.files, chunk.frames, chunk.samples, audio, blendshapes, threads=self.num_threads)
+            if chunk.upcoming is not None:
+                self._decode_ahead(chunk.upcoming)
+            for batch in self._views(chunk, audio, blendshapes):
+                ds._consumed += len(batch["file_names"])
+                yield batch
+            break
+        ahead = max(self.num_threads, self._queued_chunks)
+        pending: deque = deque()
+        try:
+            for chunk in chunks:
+                audio, blendshapes = self._chunk_tensors(len(chunk))
+                ticket = self._gather(chunk.files, chunk.frames, chunk.samples, audio, blendshapes, background=True)
+                if chunk.upcoming is not None:
+                    self._decode_ahead(chunk.upcoming)
+                pending.append((ticket, chunk, audio, blendshapes))
+                while len(pending) > ahead:
+                    ticket, chunk, audio, blendshapes = pending.popleft()
+                    ticket.wait()
+                    for batch in self._views(chunk, audio, blendshapes):
+                        ds._consumed += len(batch["file_names"])
+                        yield batch
+            while pending:
+                ticket, chunk, audio, blendshapes = pending.popleft()
+                ticket.wait()
+                for batch in self._views(chunk, audio, blendshapes):
+                    ds._consumed += len(batch["file_names"])
+                    yield batch
+        finally:
+            for ticket, _, audio, _ in pending:
+                ticket.wait()  # the copy must end before its buffers are reused or freed
+                self._buffers.release(audio)
+
+    def _views(self, chunk: "_Chunk", audio: torch.Tensor, blendshapes: torch.Tensor) -> list[dict[str, Any]]:
+        """The chunk's batches: row views of its tensors (built eagerly: a few slices each)."""
+        b = self.batch_size
+        n = len(chunk)
+        names_of = self._names
+        names = [names_of[f] for f in chunk.files.tolist()]
+        files, frames = torch.from_numpy(chunk.files), torch.from_numpy(chunk.frames)
+        flags = list(chunk.flags.items())
+        batches = []
+        for lo in range(0, n, b):
+            hi = lo + b
+            batch = {"audio": audio[lo:hi], "blendshapes": blendshapes[lo:hi], "file_indices": files[lo:hi],
+                     "start_frames": frames[lo:hi], "file_names": names[lo:hi]}
+            for key, value in flags:
+                batch[key] = value[lo:hi]
+            batches.append(batch)
+        self._buffers.release(audio)
+        return batches
+
     # ------------------------------------------------------------------ plan -> batch specs
     def _window_batches(self, epoch: int, rank: int, world: int, resume: tuple[int, int, int | None] | None
                         ) -> Iterator[list[tuple[EpochPlan, np.ndarray]]]:
@@ -228,7 +291,20 @@ class _BatchLoader:
         ds = self.dataset
         size = self._chunk * self.batch_size
         carry: _Chunk | None = None
+        first = True
         for plan, positions in ds._window_runs(epoch, rank, world, 0, 1, resume):
+            b = self.batch_size
+            if first and carry is None and len(positions) > b:
+                # The first batch alone, before the run's index arrays: out as early as possible.
+                head, positions = positions[:b], positions[b:]
+                flags0: dict[str, Any] = {}
+                ds._add_lane_flags(flags0, plan, head)
+                files = plan.file[head].astype(np.int64, copy=False)
+                nxt = int(plan.file[positions[0]])
+                yield _Chunk(files, plan.start_frame[head].astype(np.int64, copy=False),
+                             plan.start_sample[head].astype(np.int64, copy=False), flags0,
+                             np.flatnonzero(np.diff(files)) + 1, nxt if nxt != files[-1] else None)
+                first = False
             flags: dict[str, Any] = {}
             ds._add_lane_flags(flags, plan, positions)
             run = _Chunk(plan.file[positions].astype(np.int64, copy=False),
@@ -237,8 +313,12 @@ class _BatchLoader:
                          np.flatnonzero(np.diff(plan.file[positions])) + 1)
             if carry is not None:
                 run = carry.join(run)
-            full = len(run) // size * size
-            for lo in range(0, full, size):
+            lo = 0
+            if first and len(run) >= self.batch_size:  # the first batch alone: out as early as possible
+                yield run.slice(0, self.batch_size)
+                lo, first = self.batch_size, False
+            full = lo + (len(run) - lo) // size * size
+            for lo in range(lo, full, size):
                 yield run.slice(lo, lo + size)
             carry = run.slice(full, len(run)) if full < len(run) else None
         if carry is not None:
@@ -292,7 +372,8 @@ class _BatchLoader:
         return self._buffers.get(rows, ds.window_samples, ds.window_frames)
 
     def _gather(self, files: np.ndarray, frames: np.ndarray, samples: np.ndarray,
-                audio: torch.Tensor, blendshapes: torch.Tensor) -> None:
+                audio: torch.Tensor, blendshapes: torch.Tensor, threads: int | None = None,
+                background: bool = False) -> Any:
         """Copies the windows (files/frames/samples) into audio [n, S] and blendshapes [n, W, 52]."""
         first = files[0] if len(files) else 0
         if files[-1] == first and (files == first).all():
@@ -304,9 +385,10 @@ class _BatchLoader:
             takes = [self._take(int(f)) for f in unique]
             audio_sources, bs_sources = [a for a, _ in takes], [b for _, b in takes]
             ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
-        _core.gather_batch(audio_sources, bs_sources, ids, np.ascontiguousarray(samples, dtype=np.int64),
-                           np.ascontiguousarray(frames, dtype=np.int64), audio.numpy(), blendshapes.numpy(),
-                           self._copy_threads)
+        gather = _core.gather_batch_async if background else _core.gather_batch
+        return gather(audio_sources, bs_sources, ids, np.ascontiguousarray(samples, dtype=np.int64),
+                      np.ascontiguousarray(frames, dtype=np.int64), audio.numpy(), blendshapes.numpy(),
+                      1 if background else (self._copy_threads if threads is None else threads))
 
     def _window_chunk(self, chunk: "_Chunk") -> list[dict[str, Any]]:
         audio, blendshapes = self._chunk_tensors(len(chunk))
