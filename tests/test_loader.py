@@ -252,13 +252,24 @@ def test_gather_binding_rejects_bad_arguments() -> None:
     _core.gather_windows([src], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), empty)
 
 
-def test_gather_batch_binding() -> None:
+def _gather_sync(*args) -> None:
+    _core.gather_batch(*args)
+
+
+def _gather_background(*args) -> None:
+    ticket = _core.gather_batch_async(*args)
+    ticket.wait()
+    assert ticket.done()
+
+
+@pytest.mark.parametrize("gather", [_gather_sync, _gather_background], ids=["sync", "background"])
+def test_gather_batch_binding(gather) -> None:
     audio = [np.arange(100, dtype=np.float32), np.arange(100, 200, dtype=np.float32)]
     rows = [np.arange(20 * 52, dtype=np.float32).reshape(20, 52), -np.arange(10 * 52, dtype=np.float32).reshape(10, 52)]
     a_out = np.zeros((2, 10), dtype=np.float32)
     b_out = np.zeros((2, 3, 52), dtype=np.float32)
     ids, samples, frames = np.array([1, 0]), np.array([5, 90]), np.array([7, 17])
-    _core.gather_batch(audio, rows, ids, samples, frames, a_out, b_out, 2)
+    gather(audio, rows, ids, samples, frames, a_out, b_out, 2)
     np.testing.assert_array_equal(a_out, [audio[1][5:15], audio[0][90:100]])
     np.testing.assert_array_equal(b_out, [rows[1][7:10], rows[0][17:20]])
     bad = [
@@ -276,10 +287,42 @@ def test_gather_batch_binding() -> None:
         args.update(case)
         before_a, before_b = args["a_out"].copy(), args["b_out"].copy()
         with pytest.raises((ValueError, TypeError)):
-            _core.gather_batch(args["audio"], args["rows"], args["ids"], args["samples"], args["frames"],
-                               args["a_out"], args["b_out"])
+            gather(args["audio"], args["rows"], args["ids"], args["samples"], args["frames"],
+                   args["a_out"], args["b_out"])
         np.testing.assert_array_equal(args["a_out"], before_a)  # nothing written on a refused request
         np.testing.assert_array_equal(args["b_out"], before_b)
+
+
+def test_background_gather_keeps_its_arrays_alive() -> None:
+    """The ticket holds its sources and outputs: dropping every other reference is safe, and
+    dropping the ticket itself waits for the copy."""
+    src = np.arange(1 << 22, dtype=np.float32)
+    rows = np.arange(100 * 52, dtype=np.float32).reshape(100, 52)
+    out = np.zeros((8, 1 << 20), dtype=np.float32)
+    ticket = _core.gather_batch_async([src], [rows], np.zeros(8, dtype=np.int64), np.arange(8) * 1000,
+                                      np.arange(8), out, np.zeros((8, 4, 52), dtype=np.float32))
+    del src, rows
+    ticket.wait()
+    assert out[3, 0] == 3000 and out[7, -1] == 7000 + (1 << 20) - 1
+    dropped = _core.gather_batch_async([np.ones(1 << 22, dtype=np.float32)], [np.ones((10, 52), dtype=np.float32)],
+                                       np.zeros(4, dtype=np.int64), np.zeros(4, dtype=np.int64),
+                                       np.zeros(4, dtype=np.int64), np.zeros((4, 1 << 22), dtype=np.float32),
+                                       np.zeros((4, 10, 52), dtype=np.float32))
+    del dropped  # blocks until the copy ends
+
+
+def test_abandoned_loader_then_a_new_one(data: Path) -> None:
+    """Stopping mid-stream (copies still running in the background) leaves a later loader correct."""
+    make = lambda: SequentialKoeMorphDataset(data, window_frames=32, stride_frames=1,  # noqa: E731
+                                             loop_dataset=False, seed=3)
+    want = reference(make, 4)
+    ds = make()
+    for _ in range(3):
+        it = iter(ds.loader(batch_size=4, prefetch=4))
+        got = list(itertools.islice(it, 5))
+        it.close()
+        assert_same(got, want[:5])
+    assert_same(list(make().loader(batch_size=4)), want)
 
 
 def test_bench_loader_smoke(tmp_path: Path) -> None:

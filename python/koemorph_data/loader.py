@@ -116,12 +116,15 @@ class _Chunk:
 class _BatchLoader:
     """The iterable ``_WindowDataset.loader()`` returns (see there).
 
-    The caller's thread plans chunks of about 8 windows (consecutive batches, index arrays
-    computed once per epoch run) and ``num_threads`` pool threads materialise them, several
-    at once: one GIL-free Rust gather call per chunk into reused chunk tensors, so one
-    thread's Python overlaps the others' copies. The batches handed out are row slices (views) of the chunk's tensors, so the
-    Python cost per batch is a few slicing and dict operations. A helper thread decodes (or
-    maps) the next take of the plan before the stream reaches it.
+    Window mode (``_window_stream``): the caller's thread plans chunks of about 8 windows
+    (consecutive batches, index arrays computed once per epoch run) and hands each chunk's
+    copy to the core's own threads (``_core.gather_batch_async``: GIL-free from start to
+    end, no Python thread that must win the GIL back after its copy), a few chunks ahead,
+    into reused chunk tensors; it then only waits for the oldest chunk and makes its batches,
+    row views of the chunk's tensors. The first batch is gathered synchronously, before the
+    epoch's index arrays and any background work. Lanes mode materialises chunks on a pool
+    of Python threads; with ``augment`` batches go through the dataset's sample path. A
+    helper thread decodes (or maps) the next take of the plan before the stream reaches it.
     """
 
     def __init__(self, dataset: _WindowDataset, *, batch_size: int, num_threads: int, pin_memory: bool,
