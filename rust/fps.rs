@@ -80,7 +80,10 @@ pub const MAX_GAP_S: f64 = 60.0;
 pub fn first_long_gap(timestamps: &[f64]) -> Option<(usize, f64)> {
     timestamps
         .windows(2)
-        .position(|w| !(w[1] - w[0] <= MAX_GAP_S))
+        .position(|w| {
+            let step = w[1] - w[0];
+            step.is_nan() || step > MAX_GAP_S
+        })
         .map(|i| (i + 1, timestamps[i + 1] - timestamps[i]))
 }
 

@@ -56,7 +56,7 @@ pub fn validate(
     if ids.len() != starts.len() {
         return Err(GatherError::LengthMismatch { ids: ids.len(), starts: starts.len() });
     }
-    let expected = ids.len().checked_mul(window_len).unwrap_or(usize::MAX);
+    let expected = ids.len().saturating_mul(window_len);
     if expected != out_len {
         return Err(GatherError::OutputSize { expected, actual: out_len });
     }
@@ -97,7 +97,7 @@ pub fn gather_windows(
         }
     };
     // Below ~1 MiB per thread, waking another thread costs more than the copy it saves.
-    let by_size = (out.len() * std::mem::size_of::<f32>()).div_ceil(MIN_BYTES_PER_THREAD);
+    let by_size = std::mem::size_of_val(out).div_ceil(MIN_BYTES_PER_THREAD);
     let threads = threads.max(1).min(windows.len()).min(by_size.max(1));
     if threads == 1 {
         copy(out, &windows);

@@ -64,7 +64,10 @@ fn read_and_parse(py: Python<'_>, path: &str) -> PyResult<Blendshapes> {
     }
 }
 
-fn to_numpy<'py>(py: Python<'py>, bs: Blendshapes) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray1<f64>>)> {
+/// (values [T, 52], timestamps [T]) as numpy arrays.
+type BlendshapeArrays<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray1<f64>>);
+
+fn to_numpy<'py>(py: Python<'py>, bs: Blendshapes) -> PyResult<BlendshapeArrays<'py>> {
     let rows = bs.timestamps.len();
     let values = Array2::from_shape_vec((rows, NUM_BLENDSHAPES), bs.values)
         .map_err(|e| PyRuntimeError::new_err(format!("internal shape error: {e}")))?;

@@ -366,15 +366,15 @@ class _WindowDataset(IterableDataset):
         step (``[lanes, ...]``, as iterating the dataset yields them) and ``batch_size`` and
         ``drop_last`` are ignored.
 
-        Only indices move through Python: a background thread prepares up to about
-        ``prefetch`` batches ahead (``prefetch=0``: everything in the caller's thread), copying
-        their windows with the GIL released from the decoded takes (or the memory-mapped cache
-        with ``cache_dir``) straight into the batch tensors over ``num_threads`` threads,
-        pinned when ``pin_memory`` is set and CUDA is available. Consecutive batches are row
-        views of one chunk tensor (holding a batch keeps its chunk's memory alive). A batch
-        counts as consumed for ``state_dict()`` once it is handed over. With ``augment`` set,
-        batches are built window by window through the dataset's own sample path (correct and
-        in order, but not faster than the DataLoader path with num_workers=0).
+        Only indices move through Python: the core's own threads copy the windows of the next
+        few batches (about ``prefetch`` ahead; ``prefetch=0``: everything in the caller's
+        thread) with the GIL released, from the decoded takes (or the memory-mapped cache with
+        ``cache_dir``) straight into the batch tensors, using ``num_threads`` threads, pinned
+        when ``pin_memory`` is set and CUDA is available. Consecutive batches are row views of
+        one chunk tensor (holding a batch keeps its chunk's memory alive). A batch counts as
+        consumed for ``state_dict()`` once it is handed over. With ``augment`` set, batches
+        are built window by window through the dataset's own sample path (correct and in
+        order, but not faster than the DataLoader path with num_workers=0).
         """
         from .loader import _BatchLoader
 
