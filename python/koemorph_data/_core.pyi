@@ -62,4 +62,24 @@ def gather_batch(
     """Audio and blendshape windows of a batch in one GIL-free call (frame_starts in rows of
     blendshape_out's trailing shape). Validates everything before writing; ValueError on bad input."""
 
+class GatherTicket:
+    """A background gather: keeps its arrays alive; dropping it waits for the copy."""
+
+    def wait(self) -> None:
+        """Blocks (without the GIL) until the copy is done; raises what the copy raised."""
+    def done(self) -> bool: ...
+
+def gather_batch_async(
+    audio_sources: list[npt.NDArray[np.float32]],
+    blendshape_sources: list[npt.NDArray[np.float32]],
+    ids: npt.NDArray[np.int64],
+    sample_starts: npt.NDArray[np.int64],
+    frame_starts: npt.NDArray[np.int64],
+    audio_out: npt.NDArray[np.float32],
+    blendshape_out: npt.NDArray[np.float32],
+    threads: int = 1,
+) -> GatherTicket:
+    """``gather_batch`` validated now and copied on the core's threads; do not touch the
+    outputs before ``wait()``."""
+
 def _panic_for_test() -> None: ...
