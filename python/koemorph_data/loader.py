@@ -23,13 +23,6 @@ if TYPE_CHECKING:
     from .dataset import _WindowDataset
 
 
-class _LoaderEnd:
-    """Queue marker: the stream ended (``error`` set if the producer failed)."""
-
-    def __init__(self, error: BaseException | None = None) -> None:
-        self.error = error
-
-
 class _ChunkBuffers:
     """Reusable (audio, blendshapes) chunk tensors.
 
@@ -45,7 +38,6 @@ class _ChunkBuffers:
         self.pin_memory = pin_memory
         self.count = getattr(torch._C, "_storage_Use_Count", None)
         self.free: list[tuple[torch.Tensor, torch.Tensor, int, int]] = []
-
         self.lock = threading.Lock()
         self.claimed: set[int] = set()  # handed to a thread that has not made its views yet
 
@@ -155,7 +147,6 @@ class _BatchLoader:
         self._buffers = _ChunkBuffers(max(self.num_threads, self._queued_chunks) + 3, self.pin_memory)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-
         ds = self.dataset
         rank, world = ds._rank_world()
         epoch = ds.epoch
@@ -180,9 +171,7 @@ class _BatchLoader:
             return
         if self.prefetch == 0:  # synchronous: everything in the caller's thread
             for chunk in chunks:
-                for batch in make(chunk):
-                    ds._consumed += len(batch["file_names"])
-                    yield batch
+                yield from self._hand_over(make(chunk))
             return
 
         # Chunks are planned here (vectorised, cheap) and materialised by a pool of threads,
@@ -196,13 +185,9 @@ class _BatchLoader:
             for chunk in chunks:
                 pending.append(pool.submit(make, chunk))
                 while len(pending) > ahead:
-                    for batch in pending.popleft().result():
-                        ds._consumed += len(batch["file_names"])
-                        yield batch
+                    yield from self._hand_over(pending.popleft().result())
             while pending:
-                for batch in pending.popleft().result():
-                    ds._consumed += len(batch["file_names"])
-                    yield batch
+                yield from self._hand_over(pending.popleft().result())
         finally:
             for future in pending:
                 future.cancel()
@@ -213,15 +198,8 @@ class _BatchLoader:
         first batch is out before anything runs in the background; later chunks are copied by
         the core's own threads (``gather_batch_async``: no Python, no GIL hand-offs), a few
         chunks ahead, while this thread only plans and makes the batch views."""
-        ds = self.dataset
         for chunk in chunks:
-            audio, blendshapes = self._chunk_tensors(len(chunk))
-            self._gather(chunk.files, chunk.frames, chunk.samples, audio, blendshapes, threads=self.num_threads)
-            if chunk.upcoming is not None:
-                self._decode_ahead(chunk.upcoming)
-            for batch in self._views(chunk, audio, blendshapes):
-                ds._consumed += len(batch["file_names"])
-                yield batch
+            yield from self._hand_over(self._window_chunk(chunk, threads=self.num_threads))
             break
         ahead = max(self.num_threads, self._queued_chunks)
         pending: deque = deque()
@@ -235,19 +213,21 @@ class _BatchLoader:
                 while len(pending) > ahead:
                     ticket, chunk, audio, blendshapes = pending.popleft()
                     ticket.wait()
-                    for batch in self._views(chunk, audio, blendshapes):
-                        ds._consumed += len(batch["file_names"])
-                        yield batch
+                    yield from self._hand_over(self._views(chunk, audio, blendshapes))
             while pending:
                 ticket, chunk, audio, blendshapes = pending.popleft()
                 ticket.wait()
-                for batch in self._views(chunk, audio, blendshapes):
-                    ds._consumed += len(batch["file_names"])
-                    yield batch
+                yield from self._hand_over(self._views(chunk, audio, blendshapes))
         finally:
             for ticket, _, audio, _ in pending:
                 ticket.wait()  # the copy must end before its buffers are reused or freed
                 self._buffers.release(audio)
+
+    def _hand_over(self, batches: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Yields batches, counting each as consumed (for state_dict) when it is handed over."""
+        for batch in batches:
+            self.dataset._consumed += len(batch["file_names"])
+            yield batch
 
     def _views(self, chunk: "_Chunk", audio: torch.Tensor, blendshapes: torch.Tensor) -> list[dict[str, Any]]:
         """The chunk's batches: row views of its tensors (built eagerly: a few slices each)."""
@@ -334,7 +314,6 @@ class _BatchLoader:
     # ------------------------------------------------------------------ takes
     def _take(self, file_index: int) -> tuple[np.ndarray, np.ndarray]:
         """A take from this loader's small LRU; concurrent requests for one take decode it once."""
-
         with self._lock:
             hit = self._lru.get(file_index)
             if hit is not None:
@@ -359,9 +338,7 @@ class _BatchLoader:
         with self._lock:
             if upcoming in self._lru or upcoming in self._loading:
                 return
-        with self._lock:
             if self._ahead is None:
-        
                 self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="koemorph-decode-ahead")
         future = self._ahead.submit(self._take, upcoming)
         future.add_done_callback(lambda f: f.exception())  # a failure resurfaces when the take is needed
@@ -393,23 +370,13 @@ class _BatchLoader:
                       np.ascontiguousarray(frames, dtype=np.int64), audio.numpy(), blendshapes.numpy(),
                       1 if background else (self._copy_threads if threads is None else threads))
 
-    def _window_chunk(self, chunk: "_Chunk") -> list[dict[str, Any]]:
+    def _window_chunk(self, chunk: "_Chunk", threads: int | None = None) -> list[dict[str, Any]]:
+        """Gathers a chunk in this thread and returns its batches."""
         audio, blendshapes = self._chunk_tensors(len(chunk))
-        self._gather(chunk.files, chunk.frames, chunk.samples, audio, blendshapes)
+        self._gather(chunk.files, chunk.frames, chunk.samples, audio, blendshapes, threads=threads)
         if chunk.upcoming is not None:
             self._decode_ahead(chunk.upcoming)
-        b = self.batch_size
-        names = [self._names[f] for f in chunk.files.tolist()]
-        columns = [("audio", audio.split(b)), ("blendshapes", blendshapes.split(b)),
-                   ("file_indices", torch.from_numpy(chunk.files).split(b)),
-                   ("start_frames", torch.from_numpy(chunk.frames).split(b)),
-                   ("file_names", [names[i: i + b] for i in range(0, len(names), b)])]
-        # Per-window flags (is_dense, ...) from the dataset's vectorised lane hook.
-        columns += [(key, value.split(b)) for key, value in chunk.flags.items()]
-        keys = [key for key, _ in columns]
-        batches = [dict(zip(keys, row)) for row in zip(*(values for _, values in columns))]
-        self._buffers.release(audio)
-        return batches
+        return self._views(chunk, audio, blendshapes)
 
     def _lane_chunk(self, chunk: list[tuple[EpochPlan, np.ndarray, np.ndarray]]) -> list[dict[str, Any]]:
         ds = self.dataset
@@ -456,7 +423,6 @@ class _BatchLoader:
         return batches
 
     def _window_chunk_slow(self, chunk: list[list[tuple[EpochPlan, np.ndarray]]]) -> list[dict[str, Any]]:
-
         return [default_collate([self.dataset._sample(plan, i) for plan, pos in pieces for i in pos.tolist()])
                 for pieces in chunk]
 
