@@ -154,13 +154,8 @@ class TakeCache:
 
     def load(self, wav: str | Path, jsonl: str | Path) -> tuple[np.ndarray, np.ndarray]:
         """(audio, blendshapes) of a take: memory-mapped from the cache, filling it first if
-        needed. Raises DataFormatError for a malformed take (nothing is stored then)."""
-        entry = self.lookup(wav, jsonl)
-        if entry is not None:
-            try:
-                return entry.arrays()
-            except (OSError, ValueError):
-                pass  # damaged (e.g. a crash between writes outside our control): rebuild
+        needed (``fill`` serves a current entry as it is and rebuilds a damaged one). Raises
+        DataFormatError for a malformed take (nothing is stored then)."""
         return self.fill(wav, jsonl)[0]
 
     # ------------------------------------------------------------------ writing
@@ -178,7 +173,7 @@ class TakeCache:
                 try:
                     return entry.arrays(), False
                 except (OSError, ValueError):
-                    pass
+                    pass  # damaged (e.g. a crash between writes outside our control): rebuild
         values, _timestamps, source_fps, rows = _core.load_blendshapes(str(jsonl), float(self.target_fps))
         header = audio_info(wav, self.sample_rate)
         audio = load_audio(wav, self.sample_rate)
