@@ -49,7 +49,11 @@ def lag_correlation(envelope: np.ndarray, track: np.ndarray, max_lag: int) -> tu
 
 def best_lag(envelope: np.ndarray, track: np.ndarray, max_lag: int) -> tuple[int, float]:
     """The lag (frames; positive = track late) with the highest correlation, and that r."""
-    lags, corr = lag_correlation(envelope, track, max_lag)
+    return _strongest(*lag_correlation(envelope, track, max_lag))
+
+
+def _strongest(lags: np.ndarray, corr: np.ndarray) -> tuple[int, float]:
+    """The lag of the highest correlation in ``lag_correlation``'s result, and that r."""
     if np.all(np.isnan(corr)):
         return 0, float("nan")
     j = int(np.nanargmax(corr))
@@ -95,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     jaw = values[:frames, names.index("jawOpen")]
     max_lag = int(round(args.max_lag * args.fps))
     lags, corr = lag_correlation(envelope, jaw, max_lag)
-    lag, r = best_lag(envelope, jaw, max_lag)
+    lag, r = _strongest(lags, corr)
     if lag > 0:
         verdict = "the face is late"
     elif lag < 0:
