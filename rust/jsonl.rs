@@ -134,6 +134,29 @@ fn count_lines(chunk: &[u8]) -> (usize, usize) {
     (lines, rows)
 }
 
+/// 1-based line number of the 0-based `row`-th non-blank line (the row's line in errors found
+/// after parsing, which keeps rows, not lines); None when there are not that many rows.
+pub fn line_of_row(bytes: &[u8], row: usize) -> Option<usize> {
+    let mut seen = 0;
+    let mut start = 0;
+    let mut line = 0;
+    let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
+    for end in ends {
+        if start > bytes.len() || (end == bytes.len() && start == end) {
+            break;
+        }
+        line += 1;
+        if !is_blank(&bytes[start..end]) {
+            if seen == row {
+                return Some(line);
+            }
+            seen += 1;
+        }
+        start = end + 1;
+    }
+    None
+}
+
 struct ChunkOutcome {
     /// First error in the chunk (lowest line), if any.
     error: Option<ParseError>,
@@ -935,6 +958,18 @@ mod tests {
 
     fn numbers(n: usize) -> String {
         (0..n).map(|k| format!("0.{k}")).collect::<Vec<_>>().join(",")
+    }
+
+    #[test]
+    fn line_of_row_skips_blank_lines() {
+        let doc = b"\n{\"a\":1}\r\n  \n{\"a\":2}\n{\"a\":3}";
+        assert_eq!(line_of_row(doc, 0), Some(2));
+        assert_eq!(line_of_row(doc, 1), Some(4));
+        assert_eq!(line_of_row(doc, 2), Some(5));
+        assert_eq!(line_of_row(doc, 3), None);
+        assert_eq!(line_of_row(b"x\n", 0), Some(1));
+        assert_eq!(line_of_row(b"x\n", 1), None);
+        assert_eq!(line_of_row(b"", 0), None);
     }
 
     #[test]

@@ -90,12 +90,13 @@ fn load_blendshapes<'py>(py: Python<'py>, path: &str, target_fps: f64) -> PyResu
     let rows = bs.rows();
     if let Some((row, gap)) = fps::first_long_gap(&bs.timestamps) {
         let message = format!(
-            "timestamp {} (frame row {}) is {gap} s after the previous one; gaps over {} s are rejected",
+            "timestamp {} is {gap} s after the previous one; gaps over {} s are rejected",
             bs.timestamps[row],
-            row + 1,
             fps::MAX_GAP_S
         );
-        return Err(data_format_error(py, path, None, &message));
+        // The parse keeps rows, not lines: find the row's line again (error path only).
+        let line = std::fs::read(path).ok().and_then(|bytes| jsonl::line_of_row(&bytes, row));
+        return Err(data_format_error(py, path, line, &message));
     }
     let (conformed, source_fps) = detached(py, "converting frame rate", move || {
         let source_fps = fps::detect_fps(&bs.timestamps);
@@ -161,12 +162,6 @@ fn resampled_length(samples: u64, from_rate: u64, to_rate: u64) -> PyResult<u64>
         return Err(PyValueError::new_err("sample rates must be positive"));
     }
     Ok(timing::resampled_length(samples, from_rate, to_rate))
-}
-
-/// Frame count after converting a track with these timestamps to `target_fps`.
-#[pyfunction]
-fn conformed_frame_count(timestamps: PyReadonlyArray1<'_, f64>, target_fps: f64) -> PyResult<usize> {
-    Ok(fps::conformed_frame_count(timestamps.as_slice()?, target_fps))
 }
 
 /// The epoch's window plan: (file int64 [N], start_frame int64 [N], dense bool [N]).
@@ -496,7 +491,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(frames_to_samples, m)?)?;
     m.add_function(wrap_pyfunction!(frames_covered, m)?)?;
     m.add_function(wrap_pyfunction!(resampled_length, m)?)?;
-    m.add_function(wrap_pyfunction!(conformed_frame_count, m)?)?;
     m.add_function(wrap_pyfunction!(plan_epoch, m)?)?;
     m.add_function(wrap_pyfunction!(rank_share, m)?)?;
     m.add_function(wrap_pyfunction!(worker_block, m)?)?;
