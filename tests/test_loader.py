@@ -197,6 +197,37 @@ def test_cache_backed_and_pinned(data: Path, tmp_path: Path) -> None:
     assert_same(loaded(make, pin_memory=True), want)  # reads the memory maps (pinning only with CUDA)
 
 
+@pytest.mark.parametrize("lanes", [None, 2])
+def test_pin_memory_with_cuda_allocates_pinned_batches(data: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       lanes: int | None) -> None:
+    """With CUDA present every batch tensor is allocated pinned and never recycled (the
+    pinned allocator tracks asynchronous copies). No GPU here: CUDA is reported present and
+    torch.empty records the request and allocates ordinary memory."""
+    make = lambda: SequentialKoeMorphDataset(data, window_frames=48, stride_frames=3,  # noqa: E731
+                                             loop_dataset=False, lanes=lanes)
+    want = reference(make, batch_size=1 if lanes else 4)
+    real_empty = torch.empty
+    requests: list[tuple[tuple, bool]] = []
+
+    def recording_empty(*shape, pin_memory=False, **kwargs):
+        requests.append((tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape,
+                         pin_memory))
+        return real_empty(*shape, **kwargs)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch, "empty", recording_empty)
+    # Copies kept, batches dropped at once: a recycling loader would reuse their buffers.
+    got = [{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+           for batch in make().loader(pin_memory=True, batch_size=1 if lanes else 4)]
+    monkeypatch.undo()
+    assert_same(got, want)
+    assert requests and all(pinned for _, pinned in requests), requests
+    # Not recycled: one fresh allocation per batch at least (a chunk holds several batches).
+    audio_allocations = [shape for shape, _ in requests if len(shape) == 2 and shape[1] == 48 * 533]
+    chunk_rows = sum(shape[0] for shape in audio_allocations)
+    assert chunk_rows >= sum(len(b["file_names"]) for b in got)
+
+
 def test_augment_falls_back_to_the_sample_path(data: Path) -> None:
     make = lambda: SequentialKoeMorphDataset(data, window_frames=32, stride_frames=7, loop_dataset=False)  # noqa: E731
     ds = make()
