@@ -245,3 +245,46 @@ def test_import_livelink_errors_are_one_line_with_the_line(tmp_path):
     proc = run("import-livelink", tmp_path / "nohead.csv", "--audio", tmp_path / "a.wav", "--out", tmp_path / "o")
     assert proc.returncode == 1 and "missing blendshape columns: eyeLookDownLeft" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("how, frames_dropped, samples_dropped", [
+    (["--audio-offset", "0.51"], 16, 373),     # ceil(0.51 * 30) = 16 frames; (16/30 - 0.51) s = 373.3 samples
+    (["--audio-offset", "-0.2"], 0, 3200),     # audio starts 0.2 s early: its first 3200 samples go
+    (["--audio-start", "10:00:00:30.600"], 16, 373),  # 30.6 frames at 60 fps after 10:00:00:00 = +0.51 s
+    (["--audio-offset", "0.5"], 15, 0),        # on the frame grid: no sample dropped
+])
+def test_import_livelink_audio_offset_starts_both_together(tmp_path, how, frames_dropped, samples_dropped):
+    csv = tmp_path / "off.csv"
+    values = write_livelink(csv, 241)  # 4 s at 60 fps from 10:00:00:00
+    rng = np.random.default_rng(3)
+    pcm = rng.integers(-20000, 20000, size=16000 * 3, dtype=np.int16)  # 3 s, exact through PCM_16
+    sf.write(str(tmp_path / "a.wav"), pcm, 16000, subtype="PCM_16")
+    out = tmp_path / "out"
+    proc = run("import-livelink", csv, "--audio", tmp_path / "a.wav", "--out", out, *how)
+    assert proc.returncode == 0, proc.stderr
+    got, ts = read_blendshapes(out / "off.jsonl")
+    wav, rate = sf.read(str(out / "off.wav"), dtype="int16")
+    face_frames = 121 - frames_dropped               # 4 s at 30 fps = 121 frames, minus the dropped
+    audio_frames = (48000 - samples_dropped) * 30 // 16000
+    count = min(face_frames, audio_frames)
+    assert len(got) == count and rate == 16000
+    np.testing.assert_allclose(ts, np.arange(count) / 30, atol=1e-9)
+    # Output frame k is CSV row 2 * (frames_dropped + k) (60 -> 30 fps takes every other row).
+    np.testing.assert_array_equal(got, values[2 * frames_dropped: 2 * (frames_dropped + count): 2].astype(np.float32))
+    samples = -(-count * 16000 // 30)
+    np.testing.assert_array_equal(wav, pcm[samples_dropped: samples_dropped + samples])
+
+
+def test_import_livelink_audio_start_errors(tmp_path):
+    csv = tmp_path / "off.csv"
+    write_livelink(csv, 20)
+    sf.write(str(tmp_path / "a.wav"), np.zeros(16000), 16000)
+    proc = run("import-livelink", csv, "--audio", tmp_path / "a.wav", "--out", tmp_path / "o",
+               "--audio-start", "10:00:00")
+    assert proc.returncode == 1 and "--audio-start: timecode '10:00:00' is not HH:MM:SS:FF.fff" in proc.stderr
+    proc = cli("import-livelink", csv, "--audio", tmp_path / "a.wav", "--out", tmp_path / "o",
+               "--audio-start", "10:00:00:00", "--audio-offset", "1")
+    assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
+    proc = run("import-livelink", csv, "--audio", tmp_path / "a.wav", "--out", tmp_path / "o",
+               "--audio-offset", "60")  # the audio starts after the face ends
+    assert proc.returncode == 1 and "no common span" in proc.stderr and "Traceback" not in proc.stderr

@@ -8,7 +8,8 @@ both trimmed to their common span.
 CSV: a header ``Timecode,BlendshapeCount,EyeBlinkLeft,...,TongueOut,HeadYaw,...`` (names
 matched case-insensitively; head and eye rotation columns are ignored) and one row per
 captured frame with timecode ``HH:MM:SS:FF.fff`` (FF.fff = frame number with its fraction at
-``--timecode-fps``). The audio is taken to start at the first row.
+``--timecode-fps``). The audio is taken to start at the first row unless ``--audio-offset``
+or ``--audio-start`` says where it starts.
 """
 from __future__ import annotations
 
@@ -39,6 +40,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--timecode-fps", type=float, default=60.0,
                         help="frame rate of the timecode's FF field (default 60)")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--audio-offset", type=float, default=None, metavar="SECONDS",
+                       help="the audio's first sample lies this many seconds after the CSV's first row "
+                            "(negative: before it); default 0")
+    start.add_argument("--audio-start", default=None, metavar="TIMECODE",
+                       help="the audio's first sample as a timecode HH:MM:SS:FF.fff on the CSV's clock "
+                            "(e.g. the start timecode of the recording's .mov)")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
@@ -66,8 +74,9 @@ def timecode_frames(text: str, timecode_fps: float) -> float:
     return (hours * 3600 + minutes * 60 + seconds) * timecode_fps + frames
 
 
-def read_livelink_csv(path: Path, timecode_fps: float) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """(seconds from the first row float64 [R], values float64 [R, 52] in ARKit order, CSV line of each row)."""
+def read_livelink_csv(path: Path, timecode_fps: float) -> tuple[np.ndarray, np.ndarray, list[int], float]:
+    """(seconds from the first row float64 [R], values float64 [R, 52] in ARKit order, CSV line of
+    each row, the first row's timecode in frames at ``timecode_fps``)."""
     names = [n.lower() for n in _core.ARKIT_BLENDSHAPES]
     try:
         handle = open(path, newline="", encoding="utf-8-sig")
@@ -129,7 +138,27 @@ def read_livelink_csv(path: Path, timecode_fps: float) -> tuple[np.ndarray, np.n
     if not rows:
         raise _fail(path, None, "no data rows")
     frames = np.asarray(times, dtype=np.float64)
-    return (frames - frames[0]) / timecode_fps, np.asarray(rows, dtype=np.float64), lines
+    return (frames - frames[0]) / timecode_fps, np.asarray(rows, dtype=np.float64), lines, float(frames[0])
+
+
+def start_alignment(audio_offset_s: float) -> tuple[int, int]:
+    """(frames at TARGET_FPS to drop from the face, samples at SAMPLE_RATE to drop from the audio)
+    so that both start at the same instant, given that the audio's first sample lies
+    ``audio_offset_s`` seconds after the first CSV row (negative: before). The face keeps its
+    frame grid; the audio absorbs the remainder to the nearest sample."""
+    dropped_frames = max(0, math.ceil(audio_offset_s * TARGET_FPS - 1e-9))
+    dropped_samples = round((dropped_frames / TARGET_FPS - audio_offset_s) * SAMPLE_RATE)
+    return dropped_frames, max(0, dropped_samples)
+
+
+def audio_start_offset(audio_start: str, first_row_frames: float, timecode_fps: float) -> float:
+    """Seconds from the first CSV row to the timecode ``audio_start`` (the nearer way round midnight)."""
+    offset = (timecode_frames(audio_start, timecode_fps) - first_row_frames) / timecode_fps
+    if offset > 43200:
+        offset -= 86400
+    elif offset < -43200:
+        offset += 86400
+    return offset
 
 
 def _write_jsonl(path: Path, timestamps: np.ndarray, values: np.ndarray, value_format: str) -> None:
@@ -140,6 +169,7 @@ def _write_jsonl(path: Path, timestamps: np.ndarray, values: np.ndarray, value_f
 
 
 def convert(csv_path: Path, audio_path: Path, out_dir: Path, *, timecode_fps: float = 60.0,
+            audio_offset: float | None = None, audio_start: str | None = None,
             force: bool = False, log=None) -> tuple[Path, Path, int]:
     """Writes ``out_dir/<stem>.jsonl`` and ``.wav``; returns their paths and the frame count."""
     from ..cli import UserError
@@ -158,8 +188,16 @@ def convert(csv_path: Path, audio_path: Path, out_dir: Path, *, timecode_fps: fl
             if existing.exists():
                 raise UserError(f"{existing} exists; pass --force to overwrite")
 
-    times, values, lines = read_livelink_csv(csv_path, timecode_fps)
+    if audio_offset is not None and not math.isfinite(audio_offset):
+        raise UserError("--audio-offset must be a finite number of seconds")
+    times, values, lines, first_row_frames = read_livelink_csv(csv_path, timecode_fps)
     say(f"read {len(times)} rows spanning {times[-1]:.2f} s from {csv_path}")
+    if audio_start is not None:
+        try:
+            audio_offset = audio_start_offset(audio_start, first_row_frames, timecode_fps)
+        except ValueError as exc:
+            raise UserError(f"--audio-start: {exc}") from None
+    skip_frames, skip_samples = start_alignment(audio_offset or 0.0)
     # The frame-rate conversion is the Rust core's: write the rows at their own rate, load them.
     with tempfile.TemporaryDirectory(prefix="koemorph-livelink-") as tmp:
         source = Path(tmp) / "source.jsonl"
@@ -172,6 +210,11 @@ def convert(csv_path: Path, audio_path: Path, out_dir: Path, *, timecode_fps: fl
     say(f"blendshapes: {source_fps or 0:.2f} fps -> {len(frames)} frames at {TARGET_FPS} fps")
 
     audio = load_audio(audio_path, SAMPLE_RATE)
+    if skip_frames or skip_samples:
+        say(f"audio starts {audio_offset:+.4f} s from the first row: dropped {skip_frames} frames of "
+            f"blendshapes and {skip_samples} samples of audio to start both together")
+        frames, stamps = frames[skip_frames:], stamps[skip_frames:]
+        audio = audio[skip_samples:]
     audio_frames = int(_core.frames_covered(len(audio), SAMPLE_RATE, TARGET_FPS, "exact"))
     count = min(len(frames), audio_frames)
     if count == 0:
@@ -208,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"import-livelink: {message}", file=sys.stderr, flush=True)
 
     jsonl_out, wav_out, count = convert(args.csv, args.audio, args.out, timecode_fps=args.timecode_fps,
+                                        audio_offset=args.audio_offset, audio_start=args.audio_start,
                                         force=args.force, log=say)
     print(f"wrote {jsonl_out} and {wav_out}: {count} frames at {TARGET_FPS} fps ({count / TARGET_FPS:.2f} s)")
     return 0
