@@ -346,3 +346,17 @@ def test_worker_sharing_strategy_is_set_in_workers_only(many_dataset, strategy):
         assert torch.equal(a["audio"], b["audio"]) and torch.equal(a["start_frames"], b["start_frames"])
     with pytest.raises(ValueError, match="worker_sharing_strategy"):
         SequentialKoeMorphDataset(many_dataset, worker_sharing_strategy="carrier_pigeon")
+
+
+def test_repr_names_the_dataset_and_its_epoch(small_dataset):
+    frames = [usable_frames(w, w.with_suffix(".jsonl")) for w in sorted(small_dataset.glob("*.wav"))]
+    dense = sum(len(expected_windows(f, 1)) for f in frames)
+    ds = SequentialKoeMorphDataset(small_dataset)
+    assert repr(ds) == (f"SequentialKoeMorphDataset({str(small_dataset)!r}, takes=3, window_frames=256, "
+                        f"stride_frames=1, epoch=0, windows_in_epoch={dense})")
+    sparse = sum(len(expected_windows(f, 16)) for f in frames)
+    ds = AdaptiveSequentialDataset(small_dataset, stride_mode="progressive", initial_stride=32, epoch=50,
+                                   max_epochs=100, rank=1, world_size=2, loop_dataset=False)
+    assert repr(ds) == (f"AdaptiveSequentialDataset({str(small_dataset)!r}, takes=3, window_frames=256, "
+                        f"stride_mode='progressive', stride=16, epoch=50, windows_in_epoch={sparse}, rank=1, "
+                        "world_size=2, loop_dataset=False)")

@@ -224,6 +224,23 @@ class _WindowDataset(IterableDataset):
             return int((index >= 0).sum())
         return _core.rank_share(len(plan), rank, world, self.drop_uneven)[1]
 
+    def __repr__(self) -> str:
+        fields = [repr(str(self.data_dir)), f"takes={len(self._table.pairs)}"]
+        if self._table.skipped:
+            fields.append(f"skipped={len(self._table.skipped)}")
+        fields += [f"window_frames={self.window_frames}", *self._repr_fields(), f"epoch={self.epoch}",
+                   f"windows_in_epoch={len(self.plan())}"]
+        optional = {"rank": self.rank, "world_size": self.world_size, "lanes": self.lanes,
+                    "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
+                    "augment": self.augment}
+        fields += [f"{k}={v!r}" for k, v in optional.items() if v is not None]
+        if not self.loop_dataset:
+            fields.append("loop_dataset=False")
+        return f"{type(self).__name__}({', '.join(fields)})"
+
+    def _repr_fields(self) -> list[str]:
+        return []
+
     def __len__(self) -> int:
         if self.loop_dataset:
             raise TypeError("len() is defined only with loop_dataset=False "
@@ -568,6 +585,9 @@ class SequentialKoeMorphDataset(_WindowDataset):
     def stride_for_epoch(self, epoch: int) -> int:
         return self.stride_frames
 
+    def _repr_fields(self) -> list[str]:
+        return [f"stride_frames={self.stride_frames}"]
+
 
 class AdaptiveSequentialDataset(_WindowDataset):
     """Windows whose stride follows the training stage (dense / sparse / progressive / mixed).
@@ -626,6 +646,12 @@ class AdaptiveSequentialDataset(_WindowDataset):
 
     def _dense_ratio(self) -> float | None:
         return self.dense_sampling_ratio if self.stride_mode == "mixed" else None
+
+    def _repr_fields(self) -> list[str]:
+        fields = [f"stride_mode={self.stride_mode!r}", f"stride={self.current_stride}"]
+        if self.stride_mode == "mixed":
+            fields.append(f"dense_sampling_ratio={self.dense_sampling_ratio:g}")
+        return fields
 
     def _add_flags(self, sample: dict[str, Any], plan: EpochPlan, i: int) -> None:
         sample["is_dense"] = torch.tensor(bool(plan.dense[i]))
