@@ -136,25 +136,9 @@ fn count_lines(chunk: &[u8]) -> (usize, usize) {
 
 /// 1-based line number of the 0-based `row`-th non-blank line (the row's line in errors found
 /// after parsing, which keeps rows, not lines); None when there are not that many rows.
+/// (The piece after a final newline is empty, hence blank: never a row.)
 pub fn line_of_row(bytes: &[u8], row: usize) -> Option<usize> {
-    let mut seen = 0;
-    let mut start = 0;
-    let mut line = 0;
-    let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
-    for end in ends {
-        if start > bytes.len() || (end == bytes.len() && start == end) {
-            break;
-        }
-        line += 1;
-        if !is_blank(&bytes[start..end]) {
-            if seen == row {
-                return Some(line);
-            }
-            seen += 1;
-        }
-        start = end + 1;
-    }
-    None
+    bytes.split(|&b| b == b'\n').enumerate().filter(|(_, line)| !is_blank(line)).nth(row).map(|(i, _)| i + 1)
 }
 
 struct ChunkOutcome {
