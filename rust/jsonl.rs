@@ -73,30 +73,22 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// Parse a blendshape JSONL file, using all the pool's threads for large inputs.
+/// Parse a blendshape JSONL file, on one thread per CPU for large inputs.
 pub fn parse_jsonl(bytes: &[u8]) -> Result<Blendshapes, ParseError> {
     parse_jsonl_with_threads(bytes, crate::pool::threads())
 }
 
 /// Parse a blendshape JSONL file with at most `threads` threads (`1` = single-threaded on the
-/// calling thread, `0` = all the pool's threads). Results and errors do not depend on `threads`.
+/// calling thread, `0` = one per CPU). Results and errors do not depend on `threads`.
 pub fn parse_jsonl_with_threads(bytes: &[u8], threads: usize) -> Result<Blendshapes, ParseError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    // The fork-safe pool (crate::pool), never rayon's global one: see pool.rs.
-    let global = crate::pool::threads();
-    let threads = if threads == 0 { global } else { threads };
-    // No point in chunks smaller than ~256 KiB (and no huge pools for silly thread counts).
+    let threads = if threads == 0 { crate::pool::threads() } else { threads };
+    // No point in chunks smaller than ~256 KiB (and no thread per byte for silly thread counts).
     let threads = threads.min(bytes.len() / (256 << 10)).max(1);
     if threads <= 1 || bytes.len() < PARALLEL_THRESHOLD {
         return parse_serial(bytes);
     }
-    if threads == global {
-        return crate::pool::pool().install(|| parse_parallel(bytes, threads));
-    }
-    match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
-        Ok(pool) => pool.install(|| parse_parallel(bytes, threads)),
-        Err(_) => parse_parallel(bytes, threads),
-    }
+    parse_parallel(bytes, threads)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -237,13 +229,15 @@ fn split_chunks(bytes: &[u8], parts: usize) -> Vec<&[u8]> {
     chunks
 }
 
+/// On scoped threads (crate::pool::scoped_map), not a pool: validation parses in the training
+/// process right before torch forks its workers, and this leaves no thread behind.
 fn parse_parallel(bytes: &[u8], threads: usize) -> Result<Blendshapes, ParseError> {
-    use rayon::prelude::*;
+    use crate::pool::scoped_map;
 
     // A few chunks per thread, so a thread that got descheduled does not hold up the others.
     let parts = (threads * 4).min(bytes.len() / (256 << 10)).max(threads);
     let chunks = split_chunks(bytes, parts);
-    let counts: Vec<(usize, usize)> = chunks.par_iter().map(|c| count_lines(c)).collect();
+    let counts: Vec<(usize, usize)> = scoped_map(chunks.clone(), threads, count_lines);
     let total_rows: usize = counts.iter().map(|c| c.1).sum();
     if total_rows == 0 {
         return Err(ParseError {
@@ -269,10 +263,8 @@ fn parse_parallel(bytes: &[u8], threads: usize) -> Result<Blendshapes, ParseErro
             line += lines;
         }
     }
-    let outcomes: Vec<ChunkOutcome> = jobs
-        .into_par_iter()
-        .map(|(chunk, line, v, t)| parse_chunk(chunk, line, v, t))
-        .collect();
+    let outcomes: Vec<ChunkOutcome> =
+        scoped_map(jobs, threads, |(chunk, line, v, t)| parse_chunk(chunk, line, v, t));
 
     // Pick the first error in line order, including timestamp decreases across chunk boundaries.
     let mut row0 = 0usize;

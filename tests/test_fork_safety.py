@@ -6,9 +6,12 @@ Each check runs in a subprocess with a timeout so that a hang fails instead of b
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 SCRIPT = textwrap.dedent("""
     import os, sys
@@ -42,3 +45,39 @@ def test_forked_workers_use_the_pool_without_hanging(tmp_path):
                           timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("ok")
+
+
+NO_THREADS_SCRIPT = textwrap.dedent("""
+    import os, sys, warnings
+    import torch
+    from torch.utils.data import DataLoader
+    from koemorph_data import SequentialKoeMorphDataset
+    from koemorph_data.synthetic import make_take
+
+    def threads():
+        return [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+
+    root = sys.argv[1]
+    make_take(os.path.join(root, "long.wav"), os.path.join(root, "long.jsonl"), seconds=75.0)
+    before = threads()
+    ds = SequentialKoeMorphDataset(root, stride_frames=500, loop_dataset=False)  # parses > 1 MB in parallel
+    after = threads()
+    assert not [t for t in after if t.startswith("koemorph")], after
+    assert len(after) <= len(before), (before, after)
+    # Python 3.12+ warns when forking a process with threads: there must be none of ours.
+    warnings.simplefilter("error", DeprecationWarning)
+    got = sum(len(b["file_names"]) for b in DataLoader(ds, batch_size=2, num_workers=2,
+                                                        multiprocessing_context="fork"))
+    assert got == ds.num_windows(), (got, ds.num_windows())
+    print("ok", before, after)
+""")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads the thread list from /proc")
+def test_validation_leaves_no_thread_behind_before_the_fork(tmp_path):
+    """Building a dataset parses large JSONL files in parallel on threads joined before the
+    parse returns, so the training process has no thread of ours when torch forks workers."""
+    proc = subprocess.run([sys.executable, "-c", NO_THREADS_SCRIPT, str(tmp_path)], capture_output=True,
+                          text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("ok")
