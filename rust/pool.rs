@@ -105,7 +105,7 @@ mod tests {
     }
 
     #[test]
-    fn scoped_map_keeps_order_and_leaves_no_thread() {
+    fn scoped_map_keeps_order_with_any_thread_count() {
         for threads in [1, 2, 3, 8] {
             let items: Vec<u64> = (0..100).collect();
             let squares = scoped_map(items, threads, |x| x * x);

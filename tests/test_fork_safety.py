@@ -1,8 +1,9 @@
-"""Forked DataLoader workers must not hang on the core's thread pool.
+"""Forked DataLoader workers must not hang on the core's threads, nor inherit any.
 
-The training process uses the pool first (validation parses every JSONL; large files are
-parsed in parallel), then torch forks workers, which inherit none of the pool's threads.
-Each check runs in a subprocess with a timeout so that a hang fails instead of blocking.
+The training process parses every JSONL while validating takes (large files on several
+threads) and may gather batches with ``loader()`` (the core's persistent pool); then torch
+forks workers, which inherit none of those threads. Each check runs in a subprocess with a
+timeout so that a hang fails instead of blocking.
 """
 from __future__ import annotations
 
