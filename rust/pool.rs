@@ -80,7 +80,7 @@ pub fn scoped_map<T: Send, R: Send>(items: Vec<T>, threads: usize, f: impl Fn(T)
     std::thread::scope(|scope| {
         for k in 1..threads {
             // A thread that cannot start leaves its share to the others.
-            let _ = std::thread::Builder::new().name(format!("koemorph-scoped-{k}")).spawn_scoped(scope, &work);
+            let _ = std::thread::Builder::new().name(format!("koemorph-scoped-{k}")).spawn_scoped(scope, work);
         }
         work();
     });
