@@ -31,7 +31,7 @@ fn make_input(target_bytes: usize) -> Vec<u8> {
 fn bench_parse(c: &mut Criterion) {
     let input = make_input(5 << 20);
     let rows = parse_jsonl(&input).expect("valid input").rows();
-    let threads = rayon::current_num_threads();
+    let threads = koemorph_data::pool::threads(); // what parse_jsonl uses
     let mut group = c.benchmark_group(format!("parse_jsonl_{}MB_{rows}rows", input.len() >> 20));
     group.throughput(Throughput::Bytes(input.len() as u64));
     group.sample_size(20);
