@@ -107,7 +107,7 @@ def numpy_gather(ds: SequentialKoeMorphDataset, seconds: float, fresh: bool = Fa
     """The bandwidth limit: copy the plan's windows into one reused batch buffer with numpy
     (``fresh``: into a new batch array each time, as a loader that hands batches over must)."""
     plan = ds.plan()
-    takes = {int(f): ds._load_take(int(f)) for f in np.unique(plan.file)}
+    takes = {int(f): ds.store.load(int(f)) for f in np.unique(plan.file)}
     takes = {f: (np.ascontiguousarray(a), np.ascontiguousarray(b)) for f, (a, b) in takes.items()}
     S, W = ds.window_samples, ds.window_frames
     abuf = np.empty((BATCH, S), dtype=np.float32)

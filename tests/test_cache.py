@@ -20,6 +20,7 @@ from koemorph_data.cache import FORMAT_VERSION, TakeCache, load_take, lookup
 from koemorph_data.cli import main as cli_main
 from koemorph_data.synthetic import make_dataset, make_take
 from koemorph_data.takes import TakeTable
+from koemorph_data.timing import Timing
 
 
 def _by_hand_audio(wav: Path, rate: int) -> np.ndarray:
@@ -96,7 +97,7 @@ def test_dataset_windows_and_validation_identical_with_cache(data: Path, tmp_pat
     assert len(_entries(tmp_path / "cache")) == 3
     # Validation from the stored counts gives the same TakeInfos as parsing.
     for alignment in ("exact", "hop"):
-        table_args = dict(sample_rate=16000, target_fps=30, alignment=alignment, window_frames=64, on_error="raise")
+        table_args = dict(timing=Timing(16000, 30, alignment), window_frames=64, on_error="raise")
         parsed = TakeTable(data, **table_args)
         from_cache = TakeTable(data, cache_dir=tmp_path / "cache", **table_args)
         assert parsed.infos == from_cache.infos

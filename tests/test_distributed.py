@@ -222,7 +222,7 @@ def test_num_windows_and_len(many_dataset):
 
 
 def test_num_windows_does_not_decode_audio(many_dataset, monkeypatch):
-    import koemorph_data.dataset as module
+    import koemorph_data.store as module
 
     def no_decoding(*a, **k):
         raise AssertionError("decoded audio")

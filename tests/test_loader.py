@@ -231,15 +231,15 @@ def test_pin_memory_with_cuda_allocates_pinned_batches(data: Path, monkeypatch: 
 def test_augment_falls_back_to_the_sample_path(data: Path) -> None:
     make = lambda: SequentialKoeMorphDataset(data, window_frames=32, stride_frames=7, loop_dataset=False)  # noqa: E731
     ds = make()
-    ds.augment = object()  # whatever it is, loader() must build batches through _sample()
+    ds.reader.augment = object()  # whatever it is, loader() must build batches through reader.sample()
     plain = make()  # same plan, no augmentation: stands in for the augmented sample path
     calls = []
 
     def spy(plan, i):
         calls.append(i)
-        return plain._sample(plan, i)
+        return plain.reader.sample(plan, i)
 
-    ds._sample = spy
+    ds.reader.sample = spy
     got = list(ds.loader(batch_size=3))
     assert calls == list(range(len(calls))) and len(calls) == len(got) * 3
     assert_same(got, reference(make, 3))

@@ -1,4 +1,5 @@
 """Audio loading: soundfile decoding, mono down-mix and soxr resampling (no librosa)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,10 +16,10 @@ from .errors import DataFormatError
 @dataclass(frozen=True)
 class AudioInfo:
     path: Path
-    sample_rate: int       # the file's own rate
+    sample_rate: int  # the file's own rate
     channels: int
-    frames: int            # samples per channel in the file
-    length: int            # samples after resampling to the dataset's rate
+    frames: int  # samples per channel in the file
+    length: int  # samples after resampling to the dataset's rate
 
     @property
     def duration_s(self) -> float:
@@ -31,8 +32,9 @@ def audio_info(path: str | Path, sample_rate: int) -> AudioInfo:
     try:
         info = sf.info(str(path))
     except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError/TypeError
-        raise DataFormatError(f"{path}: unreadable audio: {exc}", path=str(path),
-                              reason=f"unreadable audio: {exc}") from exc
+        raise DataFormatError(
+            f"{path}: unreadable audio: {exc}", path=str(path), reason=f"unreadable audio: {exc}"
+        ) from exc
     if info.samplerate <= 0 or info.channels <= 0:
         raise DataFormatError(f"{path}: invalid audio header", path=str(path), reason="invalid audio header")
     if info.frames <= 0:
@@ -47,8 +49,9 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:
-        raise DataFormatError(f"{path}: unreadable audio: {exc}", path=str(path),
-                              reason=f"unreadable audio: {exc}") from exc
+        raise DataFormatError(
+            f"{path}: unreadable audio: {exc}", path=str(path), reason=f"unreadable audio: {exc}"
+        ) from exc
     mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ")

@@ -49,6 +49,7 @@ Rules:
 * Shapes and dtypes do not change: audio float32 [window_samples], blendshapes float32
   [window_frames, 52].
 """
+
 from __future__ import annotations
 
 import math
@@ -110,8 +111,7 @@ class Transform:
         value = float(rng.uniform(self.range[0], self.range[1])) if self.range[0] < self.range[1] else self.range[0]
         return value if applied else None
 
-    def apply_audio(self, audio: np.ndarray, value: float, rng: np.random.Generator,
-                    sample_rate: int) -> np.ndarray:
+    def apply_audio(self, audio: np.ndarray, value: float, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
@@ -205,9 +205,7 @@ class SpeedPerturb(Transform):
             raise ValueError(f"factors must lie within [0.25, 4], got {factors!r}")
 
 
-_TYPES: dict[str, type[Transform]] = {
-    cls.name: cls for cls in (WhiteNoise, PinkNoise, Gain, PitchShift, SpeedPerturb)
-}
+_TYPES: dict[str, type[Transform]] = {cls.name: cls for cls in (WhiteNoise, PinkNoise, Gain, PitchShift, SpeedPerturb)}
 _TYPES.update({cls.__name__: cls for cls in list(_TYPES.values())})
 
 
@@ -219,8 +217,9 @@ def _transform(spec: Any) -> Transform:
         kind = kwargs.pop("type", None)
         cls = _TYPES.get(kind) if isinstance(kind, str) else None
         if cls is None:
-            raise ValueError(f"unknown augmentation type {kind!r}; expected one of "
-                             f"{sorted(k for k in _TYPES if k.islower())}")
+            raise ValueError(
+                f"unknown augmentation type {kind!r}; expected one of {sorted(k for k in _TYPES if k.islower())}"
+            )
         try:
             return cls(**kwargs)
         except TypeError as exc:
@@ -279,19 +278,39 @@ class Augment:
         return [(d.transform.name, d.value) for d in self._draws(epoch, index, default_seed)]
 
     # ------------------------------------------------------------------ application
-    def window(self, take_audio: np.ndarray, take_blendshapes: np.ndarray, *, start_sample: int,
-               start_frame: int, window_samples: int, window_frames: int, sample_rate: int, fps: float,
-               epoch: int, index: int, default_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def window(
+        self,
+        take_audio: np.ndarray,
+        take_blendshapes: np.ndarray,
+        *,
+        start_sample: int,
+        start_frame: int,
+        window_samples: int,
+        window_frames: int,
+        sample_rate: int,
+        fps: float,
+        epoch: int,
+        index: int,
+        default_seed: int = 0,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The augmented window starting at (start_sample, start_frame) of a decoded take:
         (audio float32 [window_samples], blendshapes float32 [window_frames, 52]), new arrays."""
         draws = self._draws(epoch, index, default_seed)
         factor = next((d.value for d in draws if isinstance(d.transform, SpeedPerturb) and d.value is not None), None)
         if factor is None or factor == 1.0:
-            audio = take_audio[start_sample: start_sample + window_samples].copy()
-            blendshapes = take_blendshapes[start_frame: start_frame + window_frames].copy()
+            audio = take_audio[start_sample : start_sample + window_samples].copy()
+            blendshapes = take_blendshapes[start_frame : start_frame + window_frames].copy()
         else:
-            audio, blendshapes = speed_window(take_audio, take_blendshapes, start_sample, start_frame,
-                                              window_samples, window_frames, factor, sample_rate)
+            audio, blendshapes = speed_window(
+                take_audio,
+                take_blendshapes,
+                start_sample,
+                start_frame,
+                window_samples,
+                window_frames,
+                factor,
+                sample_rate,
+            )
         for d in draws:
             if d.value is None or isinstance(d.transform, SpeedPerturb):
                 continue
@@ -301,14 +320,32 @@ class Augment:
             raise RuntimeError(f"augmentation produced audio of shape {audio.shape}, expected ({window_samples},)")
         return audio, np.ascontiguousarray(blendshapes, dtype=np.float32)
 
-    def apply(self, audio: np.ndarray, blendshapes: np.ndarray, *, sample_rate: int, epoch: int, index: int,
-              default_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def apply(
+        self,
+        audio: np.ndarray,
+        blendshapes: np.ndarray,
+        *,
+        sample_rate: int,
+        epoch: int,
+        index: int,
+        default_seed: int = 0,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Augments an already cut window (a speed-up cannot read past it, so it is reduced to 1)."""
         audio = np.asarray(audio, dtype=np.float32)
         blendshapes = np.asarray(blendshapes, dtype=np.float32)
-        return self.window(audio, blendshapes, start_sample=0, start_frame=0, window_samples=len(audio),
-                           window_frames=len(blendshapes), sample_rate=sample_rate, fps=0.0, epoch=epoch,
-                           index=index, default_seed=default_seed)
+        return self.window(
+            audio,
+            blendshapes,
+            start_sample=0,
+            start_frame=0,
+            window_samples=len(audio),
+            window_frames=len(blendshapes),
+            sample_rate=sample_rate,
+            fps=0.0,
+            epoch=epoch,
+            index=index,
+            default_seed=default_seed,
+        )
 
 
 def as_augment(augment: Any) -> Augment | None:
@@ -321,9 +358,16 @@ def as_augment(augment: Any) -> Augment | None:
 
 
 # ---------------------------------------------------------------------------- signal helpers
-def speed_window(take_audio: np.ndarray, take_blendshapes: np.ndarray, start_sample: int, start_frame: int,
-                 window_samples: int, window_frames: int, factor: float,
-                 sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+def speed_window(
+    take_audio: np.ndarray,
+    take_blendshapes: np.ndarray,
+    start_sample: int,
+    start_frame: int,
+    window_samples: int,
+    window_frames: int,
+    factor: float,
+    sample_rate: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """A window played at ``factor`` times the speed: output sample n is take sample
     ``start_sample + factor * n`` (soxr), output frame k is take frame ``start_frame + factor * k``
     (linear interpolation). A speed-up is reduced so the span stays inside the take."""
@@ -340,16 +384,17 @@ def speed_window(take_audio: np.ndarray, take_blendshapes: np.ndarray, start_sam
     src = take_blendshapes.astype(np.float64, copy=False)
     blendshapes = (src[low] * (1.0 - alpha) + src[high] * alpha).astype(np.float32)
     if factor == 1.0:
-        return take_audio[start_sample: start_sample + n].copy(), blendshapes
+        return take_audio[start_sample : start_sample + n].copy(), blendshapes
     # Context on both sides so the resampling filter has real signal at the window edges.
     margin = 256
     span = int(math.ceil(factor * n)) + 1
     pre = min(margin, start_sample)
-    segment = take_audio[start_sample - pre: start_sample + span + margin]
-    resampled = soxr.resample(np.ascontiguousarray(segment, dtype=np.float32), sample_rate * factor,
-                              sample_rate, quality="HQ")
+    segment = take_audio[start_sample - pre : start_sample + span + margin]
+    resampled = soxr.resample(
+        np.ascontiguousarray(segment, dtype=np.float32), sample_rate * factor, sample_rate, quality="HQ"
+    )
     offset = int(round(pre / factor))
-    audio = resampled[offset: offset + n]
+    audio = resampled[offset : offset + n]
     if len(audio) < n:  # the take ended inside the last few samples: pad with silence
         audio = np.concatenate((audio, np.zeros(n - len(audio), dtype=np.float32)))
     return np.ascontiguousarray(audio, dtype=np.float32), blendshapes
@@ -370,10 +415,10 @@ def _istft(spec: np.ndarray, n_fft: int, hop: int, length: int) -> np.ndarray:
     out = np.zeros(total)
     norm = np.zeros(total)
     for t in range(len(frames)):
-        out[t * hop: t * hop + n_fft] += frames[t]
-        norm[t * hop: t * hop + n_fft] += window ** 2
+        out[t * hop : t * hop + n_fft] += frames[t]
+        norm[t * hop : t * hop + n_fft] += window**2
     out /= np.where(norm > 1e-8, norm, 1.0)
-    out = out[n_fft // 2: n_fft // 2 + length]
+    out = out[n_fft // 2 : n_fft // 2 + length]
     return np.pad(out, (0, length - len(out))) if len(out) < length else out
 
 

@@ -17,6 +17,7 @@ A source that changes while it is being decoded is returned but not stored.
 Readers ``np.load(..., mmap_mode="r")`` the arrays: epochs, DataLoader workers and other
 training processes share the page cache instead of decoding again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,7 +46,7 @@ _META = ".json"
 class SourceStamp:
     """What identifies one source file's content for the cache."""
 
-    path: str       # absolute
+    path: str  # absolute
     size: int
     mtime_ns: int
 
@@ -60,7 +61,7 @@ class SourceStamp:
 class CacheEntry:
     """A complete entry found in the cache (its arrays are memory-mapped on ``arrays()``)."""
 
-    base: Path               # entry path without suffix
+    base: Path  # entry path without suffix
     meta: dict[str, Any]
 
     @property
@@ -124,8 +125,19 @@ class TakeCache:
         return self._key(*self._stamps(wav, jsonl))
 
     def _key(self, wav: SourceStamp, jsonl: SourceStamp) -> str:
-        record = json.dumps([FORMAT_VERSION, self.sample_rate, self.target_fps,
-                             wav.path, wav.size, wav.mtime_ns, jsonl.path, jsonl.size, jsonl.mtime_ns])
+        record = json.dumps(
+            [
+                FORMAT_VERSION,
+                self.sample_rate,
+                self.target_fps,
+                wav.path,
+                wav.size,
+                wav.mtime_ns,
+                jsonl.path,
+                jsonl.size,
+                jsonl.mtime_ns,
+            ]
+        )
         return hashlib.sha256(record.encode()).hexdigest()[:32]
 
     def _base(self, wav: SourceStamp, key: str) -> Path:
@@ -159,8 +171,9 @@ class TakeCache:
         return self.fill(wav, jsonl)[0]
 
     # ------------------------------------------------------------------ writing
-    def fill(self, wav: str | Path, jsonl: str | Path, *, force: bool = False
-             ) -> tuple[tuple[np.ndarray, np.ndarray], bool]:
+    def fill(
+        self, wav: str | Path, jsonl: str | Path, *, force: bool = False
+    ) -> tuple[tuple[np.ndarray, np.ndarray], bool]:
         """Decodes the take and stores it unless a current entry exists (or ``force``).
 
         Returns ((audio, blendshapes), stored): the arrays are memory maps of the entry when
@@ -183,13 +196,23 @@ class TakeCache:
         key = self._key(*before)
         base = self._base(before[0], key)
         meta = {
-            "version": FORMAT_VERSION, "key": key,
-            "sample_rate": self.sample_rate, "target_fps": self.target_fps,
-            "wav": before[0].path, "wav_size": before[0].size, "wav_mtime_ns": before[0].mtime_ns,
-            "jsonl": before[1].path, "jsonl_size": before[1].size, "jsonl_mtime_ns": before[1].mtime_ns,
-            "audio_samples": int(len(audio)), "audio_length": int(header.length),
-            "source_rate": int(header.sample_rate), "channels": int(header.channels),
-            "blendshape_frames": int(len(values)), "source_fps": source_fps, "rows": int(rows),
+            "version": FORMAT_VERSION,
+            "key": key,
+            "sample_rate": self.sample_rate,
+            "target_fps": self.target_fps,
+            "wav": before[0].path,
+            "wav_size": before[0].size,
+            "wav_mtime_ns": before[0].mtime_ns,
+            "jsonl": before[1].path,
+            "jsonl_size": before[1].size,
+            "jsonl_mtime_ns": before[1].mtime_ns,
+            "audio_samples": int(len(audio)),
+            "audio_length": int(header.length),
+            "source_rate": int(header.sample_rate),
+            "channels": int(header.channels),
+            "blendshape_frames": int(len(values)),
+            "source_fps": source_fps,
+            "rows": int(rows),
         }
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         _atomic_write(base.with_name(base.name + _AUDIO), lambda f: np.save(f, audio, allow_pickle=False))
@@ -242,14 +265,16 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
-def load_take(cache_dir: str | Path, wav: str | Path, jsonl: str | Path, *, sample_rate: int,
-              target_fps: int) -> tuple[np.ndarray, np.ndarray]:
+def load_take(
+    cache_dir: str | Path, wav: str | Path, jsonl: str | Path, *, sample_rate: int, target_fps: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(audio float32 [N], blendshapes float32 [F, 52]) of a take through the cache at
     ``cache_dir`` (filled on first use)."""
     return TakeCache(cache_dir, sample_rate, target_fps).load(wav, jsonl)
 
 
-def lookup(cache_dir: str | Path, wav: str | Path, jsonl: str | Path, *, sample_rate: int,
-           target_fps: int) -> CacheEntry | None:
+def lookup(
+    cache_dir: str | Path, wav: str | Path, jsonl: str | Path, *, sample_rate: int, target_fps: int
+) -> CacheEntry | None:
     """The current entry of a take, or None; never decodes."""
     return TakeCache(cache_dir, sample_rate, target_fps).lookup(wav, jsonl)

@@ -22,10 +22,13 @@ from __future__ import annotations
 import math
 import os
 import pathlib
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import numpy as np
 import soundfile as sf
+
+from . import _core
 
 __all__ = [
     "ARKIT_NAMES",
@@ -36,19 +39,8 @@ __all__ = [
     "write_blendshapes_jsonl",
 ]
 
-_ARKIT_NAMES: tuple[str, ...] = (
-    "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
-    "eyeSquintLeft", "eyeWideLeft", "eyeBlinkRight", "eyeLookDownRight", "eyeLookInRight",
-    "eyeLookOutRight", "eyeLookUpRight", "eyeSquintRight", "eyeWideRight", "jawForward",
-    "jawRight", "jawLeft", "jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthLeft",
-    "mouthRight", "mouthSmileLeft", "mouthSmileRight", "mouthFrownLeft", "mouthFrownRight",
-    "mouthDimpleLeft", "mouthDimpleRight", "mouthStretchLeft", "mouthStretchRight",
-    "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthPressLeft",
-    "mouthPressRight", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft",
-    "mouthUpperUpRight", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
-    "browOuterUpRight", "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "noseSneerLeft",
-    "noseSneerRight", "tongueOut",
-)
+# The package's one ARKit list (Live Link Face order): the generator writes by name.
+_ARKIT_NAMES: tuple[str, ...] = tuple(_core.ARKIT_BLENDSHAPES)
 ARKIT_NAMES = _ARKIT_NAMES
 _IDX = {name: i for i, name in enumerate(_ARKIT_NAMES)}
 assert len(_ARKIT_NAMES) == 52 and _IDX["jawOpen"] == 17
@@ -70,8 +62,7 @@ def _pseudo_speech(n: int, sample_rate: int, rng: np.random.Generator) -> np.nda
     pause = np.where(rng.random(est) < 0.15, rng.uniform(0.15, 0.6, est), 0.0)
     seg_sec = np.stack([syl_len, pause], axis=1).ravel()  # syllable, pause, syllable, ...
     seg_amp = np.stack([rng.uniform(0.3, 1.0, est), np.zeros(est)], axis=1).ravel()
-    seg_noise = np.stack([(rng.random(est) < 0.3) * rng.uniform(0.2, 0.6, est),
-                          np.zeros(est)], axis=1).ravel()
+    seg_noise = np.stack([(rng.random(est) < 0.3) * rng.uniform(0.2, 0.6, est), np.zeros(est)], axis=1).ravel()
     seg_f0 = np.repeat(rng.uniform(0.85, 1.15, est), 2)
     seg_len = np.maximum(np.round(seg_sec * sr).astype(np.int64), 0)
     starts = np.concatenate(([0], np.cumsum(seg_len)))
@@ -133,8 +124,9 @@ def _slow_noise(n: int, fps: float, rng: np.random.Generator, period_s: float = 
     return np.interp(x, np.arange(knots.size), knots)
 
 
-def blendshapes_from_audio(audio: np.ndarray, sample_rate: int, *, fps: float = 30.0,
-                           n_frames: int | None = None, seed: int = 0) -> np.ndarray:
+def blendshapes_from_audio(
+    audio: np.ndarray, sample_rate: int, *, fps: float = 30.0, n_frames: int | None = None, seed: int = 0
+) -> np.ndarray:
     """``(n_frames, 52)`` float32 ARKit blendshapes in [0, 1] that follow the loudness of ``audio``.
 
     ``audio`` is ``(samples,)`` or ``(samples, channels)`` (channels are averaged).
@@ -144,23 +136,10 @@ def blendshapes_from_audio(audio: np.ndarray, sample_rate: int, *, fps: float = 
     x = np.asarray(audio, dtype=np.float64)
     if x.ndim == 2:
         x = x.mean(axis=1)
-    n = x.shape[0]
     if n_frames is None:
-        n_frames = int(math.floor(n * float(fps) / float(sample_rate)))
+        n_frames = int(math.floor(x.shape[0] * float(fps) / float(sample_rate)))
     rng = np.random.default_rng(seed)
-
-    # RMS per frame via a cumulative sum of squares.
-    starts, ends = frame_bounds(n, n_frames, sample_rate, fps)
-    cs = np.concatenate(([0.0], np.cumsum(x * x)))
-    count = ends - starts
-    rms = np.sqrt((cs[ends] - cs[starts]) / np.maximum(count, 1))
-    rms[count == 0] = 0.0
-    if n_frames >= 3:
-        rms = np.convolve(np.pad(rms, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
-    voiced = rms[rms > 1e-4]
-    ref = float(np.percentile(voiced, 95)) if voiced.size else 1.0
-    env = np.clip(rms / max(ref, 1e-9), 0.0, 1.0) ** 0.8
-
+    env = _loudness_envelope(x, sample_rate, fps, n_frames)
     F = n_frames
     v1 = _slow_noise(F, fps, rng, 0.4)  # vowel colour (rounded vs spread)
     v2 = _slow_noise(F, fps, rng, 0.6)
@@ -169,30 +148,58 @@ def blendshapes_from_audio(audio: np.ndarray, sample_rate: int, *, fps: float = 
     gaze_x = _slow_noise(F, fps, rng, 2.0)
     gaze_y = _slow_noise(F, fps, rng, 3.0)
     jitter = rng.standard_normal((F, 52)) * 0.01
-
-    # Blinks: ~5 frames (about 4 near 1) every 2.5-4.5 s.
-    blink = np.zeros(F)
-    profile = np.array([0.55, 0.92, 1.0, 0.97, 0.9, 0.45])
-    t = rng.uniform(0.5, 2.5) * fps
-    while t < F:
-        k = int(t)
-        m = min(profile.size, F - k)
-        blink[k:k + m] = np.maximum(blink[k:k + m], profile[:m])
-        t += rng.uniform(2.5, 4.5) * fps
+    blink = _blinks(F, fps, rng)
     # Emphasis: brows rise a little on loud onsets.
     onset = np.clip(np.diff(env, prepend=env[:1] if F else env), 0.0, None)
     if F >= 5:
         onset = np.convolve(onset, np.ones(5) / 5.0, mode="same")
 
-    rounded = 0.5 + 0.5 * v1          # 0..1
-    spread = 1.0 - rounded
     smile = 0.12 + 0.08 * mood
     out = np.zeros((F, 52))
+    _mouth(out, env, rounded=0.5 + 0.5 * v1, smile=smile, mood=mood, v2=v2, gaze_x=gaze_x)
+    _eyes_and_brows(out, env, blink=blink, onset=onset, smile=smile, brow=brow, gaze_x=gaze_x, gaze_y=gaze_y)
+    out += jitter
+    # Keep jawOpen an exact function of loudness (tests correlate it with the audio).
+    out[:, _IDX["jawOpen"]] = 0.7 * env
+    np.clip(out, 0.0, 1.0, out=out)
+    out += 0.0  # turn any -0.0 into 0.0 so it never prints as "-0.000000"
+    return out.astype(np.float32)
+
+
+def _loudness_envelope(x: np.ndarray, sample_rate: int, fps: float, n_frames: int) -> np.ndarray:
+    """RMS per frame (smoothed), normalised to the 95th percentile of voiced frames, in [0, 1]."""
+    starts, ends = frame_bounds(x.shape[0], n_frames, sample_rate, fps)
+    cs = np.concatenate(([0.0], np.cumsum(x * x)))
+    count = ends - starts
+    rms = np.sqrt((cs[ends] - cs[starts]) / np.maximum(count, 1))
+    rms[count == 0] = 0.0
+    if n_frames >= 3:
+        rms = np.convolve(np.pad(rms, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
+    voiced = rms[rms > 1e-4]
+    ref = float(np.percentile(voiced, 95)) if voiced.size else 1.0
+    return np.clip(rms / max(ref, 1e-9), 0.0, 1.0) ** 0.8
+
+
+def _blinks(n_frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:
+    """Blinks: ~5 frames (about 4 near 1) every 2.5-4.5 s."""
+    blink = np.zeros(n_frames)
+    profile = np.array([0.55, 0.92, 1.0, 0.97, 0.9, 0.45])
+    t = rng.uniform(0.5, 2.5) * fps
+    while t < n_frames:
+        k = int(t)
+        m = min(profile.size, n_frames - k)
+        blink[k : k + m] = np.maximum(blink[k : k + m], profile[:m])
+        t += rng.uniform(2.5, 4.5) * fps
+    return blink
+
+
+def _mouth(out, env, *, rounded, smile, mood, v2, gaze_x) -> None:
+    spread = 1.0 - rounded
     B = _IDX
     out[:, B["jawOpen"]] = 0.7 * env
     out[:, B["mouthClose"]] = 0.12 * (1.0 - env) ** 2
     out[:, B["mouthFunnel"]] = 0.35 * env * rounded
-    out[:, B["mouthPucker"]] = 0.3 * env * rounded ** 2 + 0.03
+    out[:, B["mouthPucker"]] = 0.3 * env * rounded**2 + 0.03
     out[:, B["mouthLowerDownLeft"]] = 0.4 * env * (1.0 + 0.05 * v2)
     out[:, B["mouthLowerDownRight"]] = 0.4 * env * (1.0 - 0.05 * v2)
     out[:, B["mouthUpperUpLeft"]] = 0.2 * env * (0.8 + 0.2 * spread)
@@ -216,6 +223,10 @@ def blendshapes_from_audio(audio: np.ndarray, sample_rate: int, *, fps: float = 
     out[:, B["jawForward"]] = 0.03 * env
     out[:, B["jawLeft"]] = 0.02 * np.clip(gaze_x, 0, None)
     out[:, B["jawRight"]] = 0.02 * np.clip(-gaze_x, 0, None)
+
+
+def _eyes_and_brows(out, env, *, blink, onset, smile, brow, gaze_x, gaze_y) -> None:
+    B = _IDX
     out[:, B["cheekSquintLeft"]] = 0.6 * smile
     out[:, B["cheekSquintRight"]] = 0.6 * smile
     out[:, B["cheekPuff"]] = 0.02
@@ -241,17 +252,17 @@ def blendshapes_from_audio(audio: np.ndarray, sample_rate: int, *, fps: float = 
     out[:, B["browOuterUpRight"]] = 0.06 + 0.05 * brow + 1.0 * onset
     out[:, B["browDownLeft"]] = 0.04 * np.clip(-brow, 0, None)
     out[:, B["browDownRight"]] = 0.04 * np.clip(-brow, 0, None)
-    out += jitter
-    # Keep jawOpen an exact function of loudness (tests correlate it with the audio).
-    out[:, B["jawOpen"]] = 0.7 * env
-    np.clip(out, 0.0, 1.0, out=out)
-    out += 0.0  # turn any -0.0 into 0.0 so it never prints as "-0.000000"
-    return out.astype(np.float32)
 
 
-def write_blendshapes_jsonl(path: PathLike, values: np.ndarray, *, fps: float = 30.0,
-                            object_form: bool = False, timestamp_decimals: int = 6,
-                            value_decimals: int = 6) -> None:
+def write_blendshapes_jsonl(
+    path: PathLike,
+    values: np.ndarray,
+    *,
+    fps: float = 30.0,
+    object_form: bool = False,
+    timestamp_decimals: int = 6,
+    value_decimals: int = 6,
+) -> None:
     """Write ``values`` ``(frames, 52)`` as JSONL, frame ``k`` stamped ``k / fps``."""
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2 or values.shape[1] != 52:
@@ -275,9 +286,20 @@ def write_blendshapes_jsonl(path: PathLike, values: np.ndarray, *, fps: float = 
 # --------------------------------------------------------------------------- takes
 
 
-def make_take(wav_path: PathLike, jsonl_path: PathLike, *, seconds: float, sample_rate: int = 16000,
-              fps: float = 30.0, channels: int = 1, seed: int = 0, blendshape_frames: int | None = None,
-              subtype: str = "PCM_16", object_form: bool = False, timestamp_decimals: int = 6) -> None:
+def make_take(
+    wav_path: PathLike,
+    jsonl_path: PathLike,
+    *,
+    seconds: float,
+    sample_rate: int = 16000,
+    fps: float = 30.0,
+    channels: int = 1,
+    seed: int = 0,
+    blendshape_frames: int | None = None,
+    subtype: str = "PCM_16",
+    object_form: bool = False,
+    timestamp_decimals: int = 6,
+) -> None:
     """Write one deterministic take: pseudo-speech ``wav_path`` and its blendshapes ``jsonl_path``.
 
     The audio has ``round(seconds * sample_rate)`` samples and ``channels`` channels
@@ -298,22 +320,28 @@ def make_take(wav_path: PathLike, jsonl_path: PathLike, *, seconds: float, sampl
         for c in range(1, channels):
             d = min(3 * c, n)
             shifted = np.concatenate((np.zeros(d, dtype=np.float32), mono[: n - d]))
-            cols.append(shifted * np.float32(0.8 ** c))
+            cols.append(shifted * np.float32(0.8**c))
         audio = np.stack(cols, axis=1)
     wav_path = pathlib.Path(wav_path)
     jsonl_path = pathlib.Path(jsonl_path)
     wav_path.parent.mkdir(parents=True, exist_ok=True)
     jsonl_path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(wav_path), audio, sample_rate, subtype=subtype)
-    values = blendshapes_from_audio(audio, sample_rate, fps=fps, n_frames=blendshape_frames,
-                                    seed=seed + 1)
-    write_blendshapes_jsonl(jsonl_path, values, fps=fps, object_form=object_form,
-                            timestamp_decimals=timestamp_decimals)
+    values = blendshapes_from_audio(audio, sample_rate, fps=fps, n_frames=blendshape_frames, seed=seed + 1)
+    write_blendshapes_jsonl(jsonl_path, values, fps=fps, object_form=object_form, timestamp_decimals=timestamp_decimals)
 
 
-def make_dataset(root: PathLike, *, takes: int = 3, seconds: Union[float, Sequence[float]] = 12.0,
-                 sample_rate: int = 16000, fps: float = 30.0, seed: int = 0, subdirs: bool = False,
-                 subtype: str = "PCM_16") -> list[pathlib.Path]:
+def make_dataset(
+    root: PathLike,
+    *,
+    takes: int = 3,
+    seconds: float | Sequence[float] = 12.0,
+    sample_rate: int = 16000,
+    fps: float = 30.0,
+    seed: int = 0,
+    subdirs: bool = False,
+    subtype: str = "PCM_16",
+) -> list[pathlib.Path]:
     """Write ``takes`` takes ``take_000.wav``/``.jsonl`` ... under ``root``; return the wav paths, sorted.
 
     With ``subdirs`` take ``i`` goes to ``root/session_{i // 2}/`` (two takes per session).
@@ -331,7 +359,14 @@ def make_dataset(root: PathLike, *, takes: int = 3, seconds: Union[float, Sequen
     for i, secs in enumerate(lengths):
         folder = root / f"session_{i // 2}" if subdirs else root
         wav = folder / f"take_{i:03d}.wav"
-        make_take(wav, wav.with_suffix(".jsonl"), seconds=secs, sample_rate=sample_rate, fps=fps,
-                  seed=seed * 1000 + i, subtype=subtype)
+        make_take(
+            wav,
+            wav.with_suffix(".jsonl"),
+            seconds=secs,
+            sample_rate=sample_rate,
+            fps=fps,
+            seed=seed * 1000 + i,
+            subtype=subtype,
+        )
         paths.append(wav)
     return sorted(paths)

@@ -4,6 +4,7 @@ Validation runs in the process that builds the epoch plan: the JSONL is parsed b
 core (cheap) and the wav header is read, so every worker and rank agrees on each take's
 usable frame count, and ``skipped`` is complete in the training process.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,6 +18,7 @@ from . import _core
 from . import cache as _cache
 from .audio import audio_info
 from .errors import DataFormatError
+from .timing import Timing
 
 logger = logging.getLogger("koemorph_data")
 
@@ -27,10 +29,10 @@ class TakeInfo:
 
     audio_path: Path
     jsonl_path: Path
-    blendshape_frames: int   # frames at target_fps after any fps conversion
-    audio_frames: int        # frames the (resampled) audio covers
+    blendshape_frames: int  # frames at target_fps after any fps conversion
+    audio_frames: int  # frames the (resampled) audio covers
     source_fps: float | None
-    usable_frames: int       # min of the two: what windows are cut from
+    usable_frames: int  # min of the two: what windows are cut from
 
 
 def _walk(root: Path, suffix: str) -> list[Path]:
@@ -74,19 +76,30 @@ def find_file_pairs(data_dir: str | Path) -> tuple[list[tuple[Path, Path]], list
             orphans.append(wav)
     orphans.extend(jsonls)
     for orphan in sorted(orphans):
-        logger.warning("%s has no partner (%s missing); ignored", orphan,
-                       ".jsonl" if orphan.suffix == ".wav" else ".wav")
+        logger.warning(
+            "%s has no partner (%s missing); ignored", orphan, ".jsonl" if orphan.suffix == ".wav" else ".wav"
+        )
     return sorted(pairs), sorted(orphans)
 
 
-def validate_take(audio_path: Path, jsonl_path: Path, *, sample_rate: int, target_fps: int,
-                  alignment: str, cache_dir: str | Path | None = None) -> TakeInfo:
+def validate_take(
+    audio_path: Path,
+    jsonl_path: Path,
+    *,
+    sample_rate: int,
+    target_fps: int,
+    alignment: str,
+    cache_dir: str | Path | None = None,
+) -> TakeInfo:
     """Parses the JSONL and reads the wav header; raises DataFormatError naming the file.
 
     With a prepared cache holding a current entry of the take, the counts it recorded when
     it parsed the same files are used instead (same result, no parse)."""
-    entry = (_cache.lookup(cache_dir, audio_path, jsonl_path, sample_rate=sample_rate, target_fps=target_fps)
-             if cache_dir is not None else None)
+    entry = (
+        _cache.lookup(cache_dir, audio_path, jsonl_path, sample_rate=sample_rate, target_fps=target_fps)
+        if cache_dir is not None
+        else None
+    )
     if entry is not None:
         length, blendshape_frames, source_fps = entry.audio_length, entry.blendshape_frames, entry.source_fps
     else:
@@ -96,17 +109,25 @@ def validate_take(audio_path: Path, jsonl_path: Path, *, sample_rate: int, targe
     audio_frames = _core.frames_covered(length, sample_rate, target_fps, alignment)
     usable = min(blendshape_frames, audio_frames)
     if abs(blendshape_frames - audio_frames) > 1:
-        logger.warning("%s: %d blendshape frames but the audio covers %d frames; using %d",
-                       audio_path.with_suffix(""), blendshape_frames, audio_frames, usable)
+        logger.warning(
+            "%s: %d blendshape frames but the audio covers %d frames; using %d",
+            audio_path.with_suffix(""),
+            blendshape_frames,
+            audio_frames,
+            usable,
+        )
     return TakeInfo(audio_path, jsonl_path, blendshape_frames, audio_frames, source_fps, usable)
 
 
 class TakeTable:
     """Validated takes of a data directory, indexed by position in ``pairs``."""
 
-    def __init__(self, data_dir: str | Path, *, sample_rate: int, target_fps: int, alignment: str,
-                 window_frames: int, on_error: str, cache_dir: str | Path | None = None) -> None:
+    def __init__(
+        self, data_dir: str | Path, *, timing: Timing, window_frames: int, on_error: str, cache_dir: Path | None = None
+    ) -> None:
         self.data_dir = Path(data_dir)
+        self.timing = timing
+        self.cache_dir = cache_dir
         self.pairs, self.orphans = find_file_pairs(self.data_dir)
         if not self.pairs:
             raise ValueError(f"no .wav/.jsonl pairs found under {self.data_dir}")
@@ -115,8 +136,14 @@ class TakeTable:
         frames = np.zeros(len(self.pairs), dtype=np.uint64)
         for i, (wav, jsonl) in enumerate(self.pairs):
             try:
-                info = validate_take(wav, jsonl, sample_rate=sample_rate, target_fps=target_fps,
-                                     alignment=alignment, cache_dir=cache_dir)
+                info = validate_take(
+                    wav,
+                    jsonl,
+                    sample_rate=timing.sample_rate,
+                    target_fps=timing.target_fps,
+                    alignment=timing.alignment,
+                    cache_dir=cache_dir,
+                )
             except DataFormatError as exc:
                 if on_error == "raise":
                     raise
@@ -128,13 +155,18 @@ class TakeTable:
             self.infos.append(info)
             frames[i] = info.usable_frames
             if info.usable_frames < window_frames:
-                logger.warning("%s has %d usable frames, shorter than one window of %d: no windows",
-                               wav.with_suffix(""), info.usable_frames, window_frames)
+                logger.warning(
+                    "%s has %d usable frames, shorter than one window of %d: no windows",
+                    wav.with_suffix(""),
+                    info.usable_frames,
+                    window_frames,
+                )
         self.frames = frames
         if not (frames >= window_frames).any():
             raise ValueError(
                 f"no take under {self.data_dir} is at least one window ({window_frames} frames) long"
-                + (f"; {len(self.skipped)} take(s) skipped as malformed" if self.skipped else ""))
+                + (f"; {len(self.skipped)} take(s) skipped as malformed" if self.skipped else "")
+            )
 
     @property
     def names(self) -> list[str]:

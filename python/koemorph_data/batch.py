@@ -1,0 +1,95 @@
+"""The sample and batch schema: keys, dtypes and shapes, in one place.
+
+A sample (one window, what iterating a dataset yields)::
+
+    audio         float32 [window_samples]
+    blendshapes   float32 [window_frames, 52]   (ARKIT_BLENDSHAPES order)
+    file_indices  int64 0-d                     (position in dataset.file_pairs)
+    start_frames  int64 0-d
+    file_names    str                           (the take's stem)
+    is_dense      bool 0-d                      (AdaptiveSequentialDataset only)
+
+A batch stacks these over its first axis (``file_names`` becomes a list). Lanes batches add
+``reset`` and ``valid`` (bool [lanes]); an invalid slot has zero audio and blendshapes,
+``file_indices`` / ``start_frames`` -1 and name "".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import _core
+from .sampling import EpochPlan
+
+Batch = dict[str, Any]
+
+
+class BatchSchema:
+    """Builds samples and batches with the dataset's keys (see the module docstring)."""
+
+    def __init__(self, *, window_frames: int, window_samples: int, names: Sequence[str], dense_flag: bool) -> None:
+        self.window_frames = int(window_frames)
+        self.window_samples = int(window_samples)
+        self.names = list(names)  # the take names, by file index
+        self.dense_flag = bool(dense_flag)
+
+    def empty(self, rows: int, *, pin_memory: bool = False, zero: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(audio [rows, window_samples], blendshapes [rows, window_frames, 52]) float32 tensors."""
+        make = torch.zeros if zero else torch.empty
+        audio = make((rows, self.window_samples), dtype=torch.float32, pin_memory=pin_memory)
+        blendshapes = make(
+            (rows, self.window_frames, _core.NUM_BLENDSHAPES), dtype=torch.float32, pin_memory=pin_memory
+        )
+        return audio, blendshapes
+
+    def flags(self, plan: EpochPlan, index: np.ndarray) -> dict[str, torch.Tensor]:
+        """Per-window keys beyond the common ones, for plan indices ``index`` (-1: an invalid slot)."""
+        if not self.dense_flag:
+            return {}
+        return {"is_dense": torch.from_numpy(np.where(index >= 0, plan.dense[np.maximum(index, 0)], False))}
+
+    def sample(
+        self, plan: EpochPlan, i: int, file_index: int, frame: int, audio: np.ndarray, blendshapes: np.ndarray
+    ) -> Batch:
+        """One window as the datasets yield it."""
+        sample: Batch = {
+            "audio": torch.from_numpy(audio),
+            "blendshapes": torch.from_numpy(blendshapes),
+            "file_indices": torch.tensor(file_index, dtype=torch.int64),
+            "start_frames": torch.tensor(frame, dtype=torch.int64),
+            "file_names": self.names[file_index],
+        }
+        if self.dense_flag:
+            sample["is_dense"] = torch.tensor(bool(plan.dense[i]))
+        return sample
+
+    def batch(
+        self,
+        audio: torch.Tensor,
+        blendshapes: torch.Tensor,
+        file_indices: torch.Tensor,
+        start_frames: torch.Tensor,
+        *,
+        lanes: tuple[np.ndarray, torch.Tensor] | None = None,
+        flags: dict[str, torch.Tensor] | None = None,
+    ) -> Batch:
+        """A batch from its stacked tensors; ``lanes`` = (reset flags, valid mask) in lanes mode."""
+        names = self.names
+        batch: Batch = {
+            "audio": audio,
+            "blendshapes": blendshapes,
+            "file_indices": file_indices,
+            "start_frames": start_frames,
+            "file_names": [names[f] if f >= 0 else "" for f in file_indices.tolist()],
+        }
+        if lanes is not None:
+            reset, valid = lanes
+            batch["reset"] = torch.from_numpy(reset.copy())
+            batch["valid"] = valid
+        if flags:
+            batch.update(flags)
+        return batch

@@ -1,0 +1,60 @@
+"""A small thread-safe LRU, the one cache shape the package uses (plans, decoded takes)."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class BoundedCache(Generic[K, V]):
+    """A thread-safe LRU of at most ``capacity`` values; ``get_or_make`` makes a missing value
+    once even when several threads ask for it at the same time."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = int(capacity)
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+        self._making: dict[K, threading.Lock] = {}
+
+    def __contains__(self, key: K) -> bool:
+        with self._lock:
+            return key in self._items or key in self._making
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get_or_make(self, key: K, make: Callable[[K], V]) -> V:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            gate = self._making.setdefault(key, threading.Lock())
+        with gate:
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            try:
+                value = make(key)
+            except BaseException:
+                with self._lock:
+                    self._making.pop(key, None)
+                raise
+            with self._lock:
+                self._items[key] = value
+                self._making.pop(key, None)
+                while len(self._items) > self.capacity:
+                    self._items.popitem(last=False)
+        return value
+
+    def __reduce__(self):
+        # Pickled into DataLoader workers: the contents and the locks stay behind.
+        return (BoundedCache, (self.capacity,))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()

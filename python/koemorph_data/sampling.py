@@ -1,0 +1,427 @@
+"""Which windows, in which order, on which rank and worker: metadata only, no I/O.
+
+Every epoch has a plan, computed by the Rust core from (usable frames per take, window,
+stride, seed, epoch): the windows of the epoch in delivery order, takes shuffled per epoch,
+each take's windows contiguous and in temporal order. Sharding is index arithmetic on that
+plan, so every process that builds it agrees on it:
+
+* ranks (DDP) take contiguous, equal-length runs of the plan (short ranks padded with
+  windows from the start of the epoch, or the remainder dropped with ``drop_uneven``);
+* DataLoader workers take contiguous blocks of their rank's run, so each window of the epoch
+  is yielded exactly once and a worker decodes only the takes its block touches;
+* resuming skips, per worker, exactly the windows that worker had delivered.
+
+Like lhotse's samplers, nothing here reads audio or blendshapes: the sampler works on the
+usable frame count of each take, which take validation computed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import multiprocessing
+import multiprocessing.context
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import _core
+from .lru import BoundedCache
+from .timing import Timing
+
+STRIDE_MODES = ("dense", "sparse", "progressive", "mixed")
+SCHEDULES = ("linear", "step")
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """One epoch's windows in delivery order (all arrays have the same length)."""
+
+    epoch: int
+    stride: int
+    file: np.ndarray  # int64 position in file_pairs
+    start_frame: np.ndarray  # int64
+    start_sample: np.ndarray  # int64, from the dataset's alignment
+    dense: np.ndarray  # bool
+
+    def __len__(self) -> int:
+        return len(self.file)
+
+    def file_segments(self) -> list[tuple[int, int]]:
+        """(first plan index, window count) of each file's run, in plan order."""
+        if len(self.file) == 0:
+            return []
+        bounds = np.flatnonzero(np.diff(self.file)) + 1
+        starts = np.concatenate(([0], bounds))
+        ends = np.concatenate((bounds, [len(self.file)]))
+        return [(int(s), int(e - s)) for s, e in zip(starts, ends)]
+
+
+# ---------------------------------------------------------------------------- strides
+
+
+@dataclass(frozen=True)
+class FixedStride:
+    """The same stride every epoch (``SequentialKoeMorphDataset``)."""
+
+    stride: int
+
+    dense_ratio = None
+
+    def stride_for_epoch(self, epoch: int) -> int:
+        return self.stride
+
+
+@dataclass(frozen=True)
+class AdaptiveStride:
+    """The stride of ``AdaptiveSequentialDataset``'s modes (see its docstring)."""
+
+    mode: str
+    initial: int
+    final: int
+    max_epochs: int
+    schedule: str = "linear"
+    mixed_ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.mode not in STRIDE_MODES:
+            raise ValueError(f"stride_mode must be one of {STRIDE_MODES}, got {self.mode!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"progressive_schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        check_positive(initial_stride=self.initial, final_stride=self.final, max_epochs=self.max_epochs)
+        if not 0.0 <= float(self.mixed_ratio) <= 1.0:
+            raise ValueError(f"dense_sampling_ratio must be in [0, 1], got {self.mixed_ratio}")
+
+    @property
+    def dense_ratio(self) -> float | None:
+        """Share of stride-1 windows drawn per take in mixed mode (None otherwise)."""
+        return self.mixed_ratio if self.mode == "mixed" else None
+
+    def stride_for_epoch(self, epoch: int) -> int:
+        if self.mode == "dense":
+            return 1
+        if self.mode in ("sparse", "mixed"):
+            return self.initial
+        initial, final = self.initial, self.final
+        if self.schedule == "linear":
+            progress = epoch / self.max_epochs
+            return max(final, int(initial - progress * (initial - final)))
+        # "step": the design document's table, boundaries at 20%, 50% and 80% of max_epochs.
+        if epoch * 10 < 2 * self.max_epochs:
+            return max(final, initial)
+        if epoch * 10 < 5 * self.max_epochs:
+            return max(final, initial // 2)
+        if epoch * 10 < 8 * self.max_epochs:
+            return max(final, initial // 4)
+        return final
+
+
+# ---------------------------------------------------------------------------- epoch and position
+
+
+class SharedEpoch:
+    """The current epoch, shared with DataLoader workers through shared memory.
+
+    Persistent workers keep the dataset copy they were started with, so a ``set_epoch`` in
+    the training process must reach them through memory they share (fork, or the spawn
+    pickling that passes the shared block along).
+    """
+
+    def __init__(self, value: int, raw: Any = None) -> None:
+        self._raw = raw if raw is not None else multiprocessing.RawValue(ctypes.c_int64, value)
+
+    @property
+    def value(self) -> int:
+        return int(self._raw.value)
+
+    @value.setter
+    def value(self, epoch: int) -> None:
+        self._raw.value = int(epoch)
+
+    def __reduce__(self):
+        if multiprocessing.context.get_spawning_popen() is not None:
+            return (SharedEpoch, (0, self._raw))
+        return (SharedEpoch, (self.value,))  # plain pickling (e.g. copy): a snapshot
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a resumed stream starts: ``consumed`` items into ``epoch`` (with the batch size
+    the DataLoader used, when known)."""
+
+    epoch: int
+    consumed: int
+    batch_size: int | None = None
+
+
+class StreamPosition:
+    """How far the in-process stream got (for ``state_dict``), and a pending resume.
+
+    ``consumed`` counts items handed to the caller since the stream's first epoch started:
+    windows, or batch slots in lanes mode.
+    """
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.consumed = 0
+        self.pending: Resume | None = None
+
+    def reset(self, epoch: int) -> None:
+        self.epoch, self.consumed = int(epoch), 0
+
+    def begin(self, epoch: int, *, count: bool) -> Resume | None:
+        """Starts a stream at ``epoch``: returns the pending resume if it is for that epoch (it
+        is used up either way); ``count``: this process hands the items over itself."""
+        resume = self.pending if self.pending is not None and self.pending.epoch == epoch else None
+        self.pending = None
+        if count:
+            self.epoch, self.consumed = epoch, resume.consumed if resume else 0
+        return resume
+
+    def advance(self, items: int) -> None:
+        self.consumed += items
+
+    def load(self, state: Mapping[str, Any], lanes: int | None) -> Resume:
+        """Checks a ``state_dict`` and makes it the pending resume."""
+        try:
+            epoch, consumed = int(state["epoch"]), int(state["consumed"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"state must have integer 'epoch' and 'consumed', got {state!r}") from exc
+        batch_size = state.get("batch_size")
+        if epoch < 0 or consumed < 0 or (batch_size is not None and int(batch_size) <= 0):
+            raise ValueError(f"invalid resume state {state!r}")
+        if lanes is not None and consumed % lanes:
+            raise ValueError(
+                f"in lanes mode 'consumed' counts batch slots: a multiple of lanes={lanes}, got {consumed}"
+            )
+        self.pending = Resume(epoch, consumed, None if batch_size is None else int(batch_size))
+        self.epoch, self.consumed = epoch, consumed
+        return self.pending
+
+
+def worker_role_and_skip(worker: int, workers: int, resume: Resume | None) -> tuple[int, int]:
+    """Which worker's block this worker plays and how many of its windows were delivered.
+
+    The DataLoader takes batches from workers in turn (worker 0, 1, ..., 0, 1, ...). After q
+    batches, worker w has delivered ceil((q - w) / W) of them and the next batch is due from
+    worker q % W; the resumed worker 0 therefore plays that worker's role.
+    """
+    if resume is None:
+        return worker, 0
+    consumed, batch_size = resume.consumed, resume.batch_size
+    if workers == 1:
+        return 0, consumed
+    if batch_size is not None:
+        if consumed % batch_size:
+            raise ValueError(f"consumed={consumed} is not a multiple of batch_size={batch_size}")
+        batches = consumed // batch_size
+        role = (worker + batches) % workers
+        delivered = -(-(batches - role) // workers) if batches > role else 0
+        return role, delivered * batch_size
+    if consumed % workers:
+        raise ValueError(
+            f"cannot resume after consumed={consumed} windows with {workers} DataLoader workers without "
+            "knowing the batch size: pass state_dict(consumed=..., batch_size=...) (or resume at a "
+            "multiple of batch_size x num_workers)"
+        )
+    return worker, consumed // workers
+
+
+def check_positive(**values: int) -> None:
+    """ValueError unless every value is a positive integer (bools are not integers here)."""
+    for name, value in values.items():
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_sampling(*, seed: int, epoch: int, rank: int | None, world_size: int | None, lanes: int | None) -> None:
+    """ValueError for sampling arguments no stream can have."""
+    if seed < 0 or epoch < 0:
+        raise ValueError("seed and epoch must be non-negative")
+    if world_size is not None and world_size <= 0:
+        raise ValueError(f"world_size must be positive, got {world_size}")
+    if rank is not None and world_size is not None and not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+    if lanes is not None:
+        check_positive(lanes=lanes)
+
+
+def resolve_rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """Explicit values win; otherwise torch.distributed's when initialised, else (0, 1)."""
+    if rank is not None and world_size is not None:
+        return rank, world_size
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        r, w = dist.get_rank(), dist.get_world_size()
+    else:
+        r, w = 0, 1
+    return (rank if rank is not None else r), (world_size if world_size is not None else w)
+
+
+# ---------------------------------------------------------------------------- the sampler
+
+
+class WindowSampler:
+    """Epoch plans and their split over ranks, workers and lanes, for one take table.
+
+    ``frames`` holds the usable frames of every take (0 for skipped takes). The stream is a
+    sequence of epochs starting at ``epoch`` (``loop_dataset``: without end).
+    """
+
+    def __init__(
+        self,
+        frames: np.ndarray,
+        *,
+        window_frames: int,
+        stride: FixedStride | AdaptiveStride,
+        seed: int,
+        shuffle_files: bool,
+        loop_dataset: bool,
+        timing: Timing,
+        epoch: int,
+        rank: int | None,
+        world_size: int | None,
+        drop_uneven: bool,
+        lanes: int | None,
+    ) -> None:
+        check_sampling(seed=seed, epoch=epoch, rank=rank, world_size=world_size, lanes=lanes)
+        self.frames = frames
+        self.window_frames = int(window_frames)
+        self.stride = stride
+        self.seed = int(seed)
+        self.shuffle_files = bool(shuffle_files)
+        self.loop_dataset = bool(loop_dataset)
+        self.timing = timing
+        self.rank, self.world_size = rank, world_size
+        self.drop_uneven = bool(drop_uneven)
+        self.lanes = lanes
+        self.shared_epoch = SharedEpoch(int(epoch))
+        self.frozen_rank_world: tuple[int, int] | None = None
+        self._plans: BoundedCache[int, EpochPlan] = BoundedCache(4)
+
+    @property
+    def epoch(self) -> int:
+        return self.shared_epoch.value
+
+    def plan(self, epoch: int | None = None) -> EpochPlan:
+        """The epoch's global window plan (before rank/worker sharding)."""
+        epoch = self.epoch if epoch is None else int(epoch)
+        return self._plans.get_or_make(epoch, self._make_plan)
+
+    def _make_plan(self, epoch: int) -> EpochPlan:
+        stride = self.stride.stride_for_epoch(epoch)
+        file, start_frame, dense = _core.plan_epoch(
+            self.frames, self.window_frames, stride, self.seed, epoch, self.shuffle_files, self.stride.dense_ratio
+        )
+        start_sample = self.timing.frames_to_samples(start_frame)
+        return EpochPlan(epoch, stride, file, start_frame, start_sample, dense)
+
+    def rank_world(self) -> tuple[int, int]:
+        """(rank, world size) as this process sees them (frozen into spawned workers)."""
+        if self.frozen_rank_world is not None:
+            return self.frozen_rank_world
+        rank, world = resolve_rank_world(self.rank, self.world_size)
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is not in 0..{world - 1}")
+        return rank, world
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled for spawned DataLoader workers, which do not see the process group: freeze
+        # rank and world size as the training process sees them now.
+        state = self.__dict__.copy()
+        state["frozen_rank_world"] = self.rank_world()
+        return state
+
+    def epochs(self, first: int) -> Iterator[int]:
+        return itertools.count(first) if self.loop_dataset else iter((first,))
+
+    # ------------------------------------------------------------------ counts
+    def num_windows(self) -> int:
+        """Windows the current epoch delivers to this rank (padding included)."""
+        rank, world = self.rank_world()
+        plan = self.plan()
+        if self.lanes is not None:
+            index, _ = self.lane_table(plan, rank, world)
+            return int((index >= 0).sum())
+        return _core.rank_share(len(plan), rank, world, self.drop_uneven)[1]
+
+    def epoch_items(self, epoch: int | None = None) -> int:
+        """Items of one epoch for this rank: windows, or lane batches in lanes mode."""
+        rank, world = self.rank_world()
+        plan = self.plan(epoch)
+        if self.lanes is not None:
+            return len(self.lane_table(plan, rank, world)[0])
+        return _core.rank_share(len(plan), rank, world, self.drop_uneven)[1]
+
+    def normalised_position(self, epoch: int, consumed: int) -> tuple[int, int]:
+        """A count from the stream's first epoch -> (epoch, items into it), past finished epochs."""
+        if not self.loop_dataset:
+            return epoch, consumed
+        per_item = self.lanes if self.lanes is not None else 1
+        while True:
+            per_epoch = self.epoch_items(epoch) * per_item
+            if per_epoch == 0 or consumed < per_epoch:
+                return epoch, consumed
+            consumed -= per_epoch
+            epoch += 1
+
+    # ------------------------------------------------------------------ window mode
+    def window_runs(
+        self, epoch: int, worker: int, workers: int, resume: Resume | None
+    ) -> Iterator[tuple[EpochPlan, np.ndarray]]:
+        """(plan, plan indices) runs this worker delivers, epoch after epoch, resume applied."""
+        rank, world = self.rank_world()
+        role, skip = worker_role_and_skip(worker, workers, resume)
+        for e in self.epochs(epoch):
+            plan = self.plan(e)
+            start, length = _core.rank_share(len(plan), rank, world, self.drop_uneven)
+            if self.loop_dataset and length < workers:
+                raise ValueError(
+                    f"epoch {e} gives rank {rank} only {length} windows, fewer than num_workers={workers}: "
+                    "a worker would wait forever; use fewer workers or more/longer takes"
+                )
+            offset, count = _core.worker_block(length, role, workers)
+            if skip >= count:
+                skip -= count
+                continue
+            yield plan, (start + offset + np.arange(skip, count)) % len(plan)
+            skip = 0
+
+    # ------------------------------------------------------------------ lanes mode
+    def lane_table(self, plan: EpochPlan, rank: int, world: int) -> tuple[np.ndarray, np.ndarray]:
+        """This rank's lanes for the epoch: plan indices [steps, lanes] (-1 = invalid) and
+        reset flags, padded with invalid rows to the longest rank's step count."""
+        assert self.lanes is not None
+        segments = plan.file_segments()
+        per_rank = _core.assign_files_to_ranks([n for _, n in segments], world)
+        tables = [_core.lane_plan([segments[i] for i in files], self.lanes) for files in per_rank]
+        steps = max(len(index) for index, _ in tables)
+        index, reset = tables[rank]
+        pad = steps - len(index)
+        if pad:
+            index = np.concatenate((index, np.full((pad, self.lanes), -1, dtype=np.int64)))
+            reset = np.concatenate((reset, np.zeros((pad, self.lanes), dtype=bool)))
+        return index, reset
+
+    def lane_steps(
+        self, epoch: int, worker: int, workers: int, resume: Resume | None
+    ) -> Iterator[tuple[EpochPlan, np.ndarray, np.ndarray]]:
+        """(plan, plan index per slot, reset per slot) of each batch this worker delivers.
+
+        Batch g of the stream (counted from the first epoch) comes from worker g % workers,
+        which is the order the DataLoader takes batches from its workers.
+        """
+        assert self.lanes is not None
+        rank, world = self.rank_world()
+        first = (resume.consumed // self.lanes) if resume else 0
+        g = 0
+        for e in self.epochs(epoch):
+            plan = self.plan(e)
+            index, reset = self.lane_table(plan, rank, world)
+            for step in range(len(index)):
+                if g >= first and (g - first) % workers == worker:
+                    yield plan, index[step], reset[step]
+                g += 1
