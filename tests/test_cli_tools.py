@@ -15,7 +15,7 @@ import soundfile as sf
 
 from koemorph_data import ARKIT_BLENDSHAPES, SequentialKoeMorphDataset, read_blendshapes, synthetic
 from koemorph_data.cli import main
-from koemorph_data.commands.import_livelink import parse_timecode
+from koemorph_data.livelink import parse_timecode
 
 SR, FPS = 16000, 30
 JAW = ARKIT_BLENDSHAPES.index("jawOpen")
@@ -181,7 +181,7 @@ def write_livelink(path: Path, rows: int, *, start_s: float = 36000.0, fps: int 
 def test_parse_timecode():
     assert parse_timecode("01:02:03:30.500", 60) == 3723 + 30.5 / 60
     assert parse_timecode("00:00:10:12", 30) == 10.4
-    with pytest.raises(ValueError, match="not below --timecode-fps 30"):
+    with pytest.raises(ValueError, match="not below the timecode rate 30"):
         parse_timecode("00:00:10:45.000", 30)
     with pytest.raises(ValueError, match="HH:MM:SS:FF.fff"):
         parse_timecode("10:00:00.5", 60)
