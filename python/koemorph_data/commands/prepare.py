@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..cache import TakeCache
-from ..errors import DataFormatError, UserError
+from ..errors import UserError
 from ..takes import find_file_pairs
 from .common import TakeProgress, add_dataset_options, positive_int
 
@@ -54,7 +54,7 @@ class _Tally:
         """Counts a finished take; returns its progress label."""
         try:
             (audio, blendshapes), stored = future.result()
-        except (DataFormatError, OSError) as exc:
+        except (ValueError, OSError) as exc:  # DataFormatError is a ValueError
             self.failed.append((wav, str(exc)))
             return f"FAILED {wav.stem}"
         self.built += stored
@@ -84,16 +84,42 @@ def _make_cache_dir(cache_dir: Path) -> None:
         raise UserError(f"--cache-dir {cache_dir}: cannot create it: {exc.strerror or exc}") from None
 
 
-def _stop(pool: ThreadPoolExecutor, futures: dict[Future, Path], tally: _Tally, progress: TakeProgress) -> None:
-    """After Ctrl-C: cancels the takes not started, lets the running ones finish their entry."""
+def _takes(n: int) -> str:
+    return f"{n} take" if n == 1 else f"{n} takes"
+
+
+def _stop(pool: ThreadPoolExecutor, futures: dict[Future, Path], tally: _Tally, progress: TakeProgress,
+          cache_dir: Path) -> None:
+    """After Ctrl-C: cancels the takes not started and lets the running ones finish their entry;
+    a second Ctrl-C leaves at once."""
     pool.shutdown(wait=False, cancel_futures=True)
-    running = [f for f in futures if not f.done() and not f.cancelled()]
+    running = [f for f in futures if not f.done()]
     if running:
-        print(f"prepare: interrupted; finishing the {len(running)} takes being decoded", file=sys.stderr, flush=True)
-    wait(running)
+        print(f"prepare: interrupted; finishing the {_takes(len(running))} being decoded "
+              f"(Ctrl-C again to leave at once)", file=sys.stderr, flush=True)
+    try:
+        wait(running)
+    except KeyboardInterrupt:
+        _leave_now(cache_dir, len(running))
     for future, wav in futures.items():
-        if future.done() and not future.cancelled():
+        if not future.cancelled():
             progress.step(tally.add(wav, future))
+
+
+def _leave_now(cache_dir: Path, running: int) -> None:
+    """Exits without waiting for the decoding threads (nothing else could stop them). An entry
+    they had not finished stays invisible (its record is renamed into place last); the
+    temporary file of a write they were in is removed here, as it would be on an exception
+    (TakeCache names them .NAME.<pid>.<thread>.<random>.tmp)."""
+    for leftover in cache_dir.glob(f".*.{os.getpid()}.*.tmp"):
+        try:
+            leftover.unlink()
+        except OSError:
+            pass
+    print(f"prepare: interrupted again; left {_takes(running)} unfinished (not stored)", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         for future in as_completed(futures):
             progress.step(tally.add(futures.pop(future), future))
     except KeyboardInterrupt:
-        _stop(pool, futures, tally, progress)
+        _stop(pool, futures, tally, progress, args.cache_dir)
         progress.close(" (interrupted)")
         print(f"interrupted: prepared {tally.prepared}/{len(pairs)} takes in {args.cache_dir} "
               f"({tally.built} built, {tally.current} already current; {tally.nbytes / 1e6:.1f} MB) "
