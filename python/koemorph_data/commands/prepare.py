@@ -100,7 +100,7 @@ def _stop(pool: ThreadPoolExecutor, futures: dict[Future, Path], tally: _Tally, 
     try:
         wait(running)
     except KeyboardInterrupt:
-        _leave_now(cache_dir, len(running))
+        _leave_now(cache_dir, sum(not f.done() for f in running))
     for future, wav in futures.items():
         if not future.cancelled():
             progress.step(tally.add(wav, future))
