@@ -82,7 +82,7 @@ def timecode_frames(text: str, timecode_fps: float) -> float:
     times relative to the first row are correctly rounded k / fps); ValueError if malformed or
     the frame number is not below the rate."""
     seconds, frame = split_timecode(text)
-    if frame >= timecode_fps + 1e-9:
+    if frame > timecode_fps - 1e-9:  # at or above the rate
         raise ValueError(f"timecode {text!r} has frame {frame:g}, not below the timecode rate {timecode_fps:g}")
     return seconds * timecode_fps + frame
 
@@ -122,7 +122,7 @@ def check_timecode_rate(path: Path, seconds: np.ndarray, frame_numbers: np.ndarr
     error."""
     step = _step_within_seconds(seconds, frame_numbers)
     estimate, first_wrap = _wrap_rate(seconds, frame_numbers, step)
-    over = np.flatnonzero(frame_numbers >= timecode_fps + 1e-9)
+    over = np.flatnonzero(frame_numbers > timecode_fps - 1e-9)
     if len(over):
         highest = float(frame_numbers.max())
         looks_like = _nearest_rate(estimate) if estimate is not None else None
