@@ -83,8 +83,12 @@ def test_inspect_json_reports_every_take_exactly(messy):
     assert sorted(pairs) == ["at60", "dropped", "good", "long_face", "range", "short"]
     for p in pairs.values():
         for key in ("audio", "blendshapes", "sample_rate", "channels", "duration_s", "fps", "frames",
-                    "audio_frames", "windows"):
+                    "audio_frames", "windows", "lag_frames", "lag_r"):
             assert key in p
+    for name, p in pairs.items():
+        # Rows 50..52 of `dropped` are missing and its rows are kept as they are (30 fps), so
+        # its frames from 50 on (127 of 177) are 3 frames early: the lag shows it.
+        assert p["lag_frames"] == (-3 if name == "dropped" else 0) and p["lag_r"] > 0.8, name
         assert p["sample_rate"] == SR and p["channels"] == 1
         assert p["blendshapes"] == str(Path(p["audio"]).with_suffix(".jsonl"))
     windows = lambda usable: 0 if usable < 64 else (usable - 64) // 8 + 1  # noqa: E731
@@ -113,7 +117,7 @@ def test_inspect_table_and_exit_status(messy, tmp_path, capsys):
     out = capsys.readouterr().out
     header = out.splitlines()[0].split()
     assert header == ["take", "rate", "ch", "dur", "s", "fps", "frames", "audio", "fr", "diff", "dropped",
-                      "out[0,1]", "windows"]
+                      "out[0,1]", "lag", "r", "windows"]
     assert any(line.split()[:2] == ["good", "16000"] and line.split()[-1] == "15" for line in out.splitlines())
     assert "broken.jsonl:4: expected 52 blendshape values, got 51" in out
     assert "6 takes ok, 1 errors, 2 orphans" in out
