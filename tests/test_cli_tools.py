@@ -292,3 +292,56 @@ def test_import_livelink_audio_start_errors(tmp_path):
     proc = run("import-livelink", csv, "--audio", tmp_path / "a.wav", "--out", tmp_path / "o",
                "--audio-offset", "60")  # the audio starts after the face ends
     assert proc.returncode == 1 and "no common span" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--duration", "-1"], "argument --duration: must be positive, got -1"),
+    (["--duration", "0"], "argument --duration: must be positive, got 0"),
+    (["--start", "-2"], "argument --start: must not be negative, got -2"),
+    (["--max-lag", "nan"], "argument --max-lag: must be a finite number, got nan"),
+])
+def test_plot_bad_numbers_are_usage_errors(tmp_path, args, message):
+    proc = cli("plot", tmp_path / "a.wav", "--out", tmp_path / "a.png", *args)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == f"koemorph-data plot: error: {message}"
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_plot_start_past_the_end(tmp_path):
+    synthetic.make_take(tmp_path / "a.wav", tmp_path / "a.jsonl", seconds=8.0)
+    proc = run("plot", tmp_path / "a.wav", "--out", tmp_path / "a.png", "--start", "100")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "koemorph-data plot: error: --start 100 s is past the end of the take (8.00 s)"]
+    assert not (tmp_path / "a.png").exists()
+    assert run("plot", tmp_path / "a.wav", "--out", tmp_path / "a.png", "--start", "7.9").returncode == 0
+
+
+def test_plot_layout_keeps_legends_off_the_curves_and_labels_inside(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from koemorph_data.commands.plot import draw
+    from koemorph_data.sync import audio_face_lag
+
+    frames = 30 * 1200  # a 20-minute take
+    rate = 1000
+    rng = np.random.default_rng(1)
+    audio = rng.standard_normal(frames * rate // 30).astype(np.float32)
+    values = rng.random((frames, 52)).astype(np.float32)
+    fig = draw("long_take.wav", audio_face_lag(audio, rate, values, 30, 15), values, 30, 0, frames)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    page = fig.bbox
+    for ax in fig.axes:
+        plotting_area = ax.get_window_extent(renderer)
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert legend.y0 >= plotting_area.y1 - 1  # above the axes, not over the curves
+        # Everything drawn for the axes (tick labels, axis labels, legend) lies on the page.
+        drawn = ax.get_tightbbox(renderer)
+        assert page.x0 <= drawn.x0 and drawn.x1 <= page.x1 and page.y0 <= drawn.y0 and drawn.y1 <= page.y1
+    top, bottom = fig.axes
+    # The lower panel's legend sits between the panels without covering the upper time axis.
+    assert bottom.get_legend().get_window_extent(renderer).y1 <= top.xaxis.label.get_window_extent(renderer).y0 + 1
+    assert bottom.xaxis.label.get_window_extent(renderer).y0 >= page.y0
+    import matplotlib.pyplot as plt
+    plt.close(fig)
