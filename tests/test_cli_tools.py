@@ -345,3 +345,30 @@ def test_plot_layout_keeps_legends_off_the_curves_and_labels_inside(tmp_path):
     assert bottom.xaxis.label.get_window_extent(renderer).y0 >= page.y0
     import matplotlib.pyplot as plt
     plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- tools/
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_make_sample_is_a_developer_script_outside_the_package(tmp_path):
+    import importlib.util
+    import os
+
+    assert importlib.util.find_spec("koemorph_data.tools") is None
+    script = REPO / "tools" / "make_sample.py"
+    spec = importlib.util.spec_from_file_location("make_sample", script)
+    make_sample = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_sample)
+    assert make_sample.DEFAULT_OUT == REPO / "python" / "koemorph_data" / "sample_data"
+    assert (make_sample.DEFAULT_OUT / "take_01.wav").is_file()
+    # It uses the checkout's synthetic.py: the same blendshapes as the package's.
+    audio = np.sin(np.arange(16000) / 16000 * 2 * np.pi * 3).astype(np.float32)
+    np.testing.assert_array_equal(make_sample.load_synthetic().blendshapes_from_audio(audio, 16000, seed=4),
+                                  synthetic.blendshapes_from_audio(audio, 16000, seed=4))
+    # Without espeak-ng on PATH it says what is missing and writes nothing.
+    env = {**os.environ, "PATH": str(tmp_path)}
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 1 and proc.stderr == "espeak-ng not found (apt-get install espeak-ng sox)\n"
+    assert not (tmp_path / "out").exists()
