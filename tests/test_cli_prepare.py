@@ -49,7 +49,14 @@ def start_prepare(data: Path, cache_dir: Path, *, python_code: str | None = None
     command = ([sys.executable, "-m", "koemorph_data", *args] if python_code is None
                else [sys.executable, "-c", python_code, *args])
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    """In the child before exec: a runner that started the tests with SIGINT ignored (a
+    background job of a non-interactive shell) must not pass that on, or Python would not
+    turn SIGINT into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_first_entry(proc: subprocess.Popen, cache_dir: Path, timeout: float = 120) -> None:
