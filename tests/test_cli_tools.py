@@ -15,7 +15,7 @@ import soundfile as sf
 
 from koemorph_data import ARKIT_BLENDSHAPES, SequentialKoeMorphDataset, read_blendshapes, synthetic
 from koemorph_data.cli import main
-from koemorph_data.commands.import_livelink import parse_timecode
+from koemorph_data.livelink import parse_timecode
 
 SR, FPS = 16000, 30
 JAW = ARKIT_BLENDSHAPES.index("jawOpen")
@@ -83,8 +83,12 @@ def test_inspect_json_reports_every_take_exactly(messy):
     assert sorted(pairs) == ["at60", "dropped", "good", "long_face", "range", "short"]
     for p in pairs.values():
         for key in ("audio", "blendshapes", "sample_rate", "channels", "duration_s", "fps", "frames",
-                    "audio_frames", "windows"):
+                    "audio_frames", "windows", "lag_frames", "lag_r"):
             assert key in p
+    for name, p in pairs.items():
+        # Rows 50..52 of `dropped` are missing and its rows are kept as they are (30 fps), so
+        # its frames from 50 on (127 of 177) are 3 frames early: the lag shows it.
+        assert p["lag_frames"] == (-3 if name == "dropped" else 0) and p["lag_r"] > 0.8, name
         assert p["sample_rate"] == SR and p["channels"] == 1
         assert p["blendshapes"] == str(Path(p["audio"]).with_suffix(".jsonl"))
     windows = lambda usable: 0 if usable < 64 else (usable - 64) // 8 + 1  # noqa: E731
@@ -113,7 +117,7 @@ def test_inspect_table_and_exit_status(messy, tmp_path, capsys):
     out = capsys.readouterr().out
     header = out.splitlines()[0].split()
     assert header == ["take", "rate", "ch", "dur", "s", "fps", "frames", "audio", "fr", "diff", "dropped",
-                      "out[0,1]", "windows"]
+                      "out[0,1]", "lag", "r", "windows"]
     assert any(line.split()[:2] == ["good", "16000"] and line.split()[-1] == "15" for line in out.splitlines())
     assert "broken.jsonl:4: expected 52 blendshape values, got 51" in out
     assert "6 takes ok, 1 errors, 2 orphans" in out
@@ -181,7 +185,7 @@ def write_livelink(path: Path, rows: int, *, start_s: float = 36000.0, fps: int 
 def test_parse_timecode():
     assert parse_timecode("01:02:03:30.500", 60) == 3723 + 30.5 / 60
     assert parse_timecode("00:00:10:12", 30) == 10.4
-    with pytest.raises(ValueError, match="not below --timecode-fps 30"):
+    with pytest.raises(ValueError, match="not below the timecode rate 30"):
         parse_timecode("00:00:10:45.000", 30)
     with pytest.raises(ValueError, match="HH:MM:SS:FF.fff"):
         parse_timecode("10:00:00.5", 60)
@@ -288,3 +292,83 @@ def test_import_livelink_audio_start_errors(tmp_path):
     proc = run("import-livelink", csv, "--audio", tmp_path / "a.wav", "--out", tmp_path / "o",
                "--audio-offset", "60")  # the audio starts after the face ends
     assert proc.returncode == 1 and "no common span" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--duration", "-1"], "argument --duration: must be positive, got -1"),
+    (["--duration", "0"], "argument --duration: must be positive, got 0"),
+    (["--start", "-2"], "argument --start: must not be negative, got -2"),
+    (["--max-lag", "nan"], "argument --max-lag: must be a finite number, got nan"),
+])
+def test_plot_bad_numbers_are_usage_errors(tmp_path, args, message):
+    proc = cli("plot", tmp_path / "a.wav", "--out", tmp_path / "a.png", *args)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == f"koemorph-data plot: error: {message}"
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_plot_start_past_the_end(tmp_path):
+    synthetic.make_take(tmp_path / "a.wav", tmp_path / "a.jsonl", seconds=8.0)
+    proc = run("plot", tmp_path / "a.wav", "--out", tmp_path / "a.png", "--start", "100")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "koemorph-data plot: error: --start 100 s is past the end of the take (8.00 s)"]
+    assert not (tmp_path / "a.png").exists()
+    assert run("plot", tmp_path / "a.wav", "--out", tmp_path / "a.png", "--start", "7.9").returncode == 0
+
+
+def test_plot_layout_keeps_legends_off_the_curves_and_labels_inside(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from koemorph_data.commands.plot import draw
+    from koemorph_data.sync import audio_face_lag
+
+    frames = 30 * 1200  # a 20-minute take
+    rate = 1000
+    rng = np.random.default_rng(1)
+    audio = rng.standard_normal(frames * rate // 30).astype(np.float32)
+    values = rng.random((frames, 52)).astype(np.float32)
+    fig = draw("long_take.wav", audio_face_lag(audio, rate, values, 30, 15), values, 30, 0, frames)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    page = fig.bbox
+    for ax in fig.axes:
+        plotting_area = ax.get_window_extent(renderer)
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert legend.y0 >= plotting_area.y1 - 1  # above the axes, not over the curves
+        # Everything drawn for the axes (tick labels, axis labels, legend) lies on the page.
+        drawn = ax.get_tightbbox(renderer)
+        assert page.x0 <= drawn.x0 and drawn.x1 <= page.x1 and page.y0 <= drawn.y0 and drawn.y1 <= page.y1
+    top, bottom = fig.axes
+    # The lower panel's legend sits between the panels without covering the upper time axis.
+    assert bottom.get_legend().get_window_extent(renderer).y1 <= top.xaxis.label.get_window_extent(renderer).y0 + 1
+    assert bottom.xaxis.label.get_window_extent(renderer).y0 >= page.y0
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- tools/
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_make_sample_is_a_developer_script_outside_the_package(tmp_path):
+    import importlib.util
+    import os
+
+    assert importlib.util.find_spec("koemorph_data.tools") is None
+    script = REPO / "tools" / "make_sample.py"
+    spec = importlib.util.spec_from_file_location("make_sample", script)
+    make_sample = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_sample)
+    assert make_sample.DEFAULT_OUT == REPO / "python" / "koemorph_data" / "sample_data"
+    assert (make_sample.DEFAULT_OUT / "take_01.wav").is_file()
+    # It uses the checkout's synthetic.py: the same blendshapes as the package's.
+    audio = np.sin(np.arange(16000) / 16000 * 2 * np.pi * 3).astype(np.float32)
+    np.testing.assert_array_equal(make_sample.load_synthetic().blendshapes_from_audio(audio, 16000, seed=4),
+                                  synthetic.blendshapes_from_audio(audio, 16000, seed=4))
+    # Without espeak-ng on PATH it says what is missing and writes nothing.
+    env = {**os.environ, "PATH": str(tmp_path)}
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 1 and proc.stderr == "espeak-ng not found (apt-get install espeak-ng sox)\n"
+    assert not (tmp_path / "out").exists()

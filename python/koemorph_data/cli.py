@@ -10,6 +10,8 @@ import importlib
 import logging
 import sys
 
+from .errors import DataFormatError, UserError
+
 # name -> (module under koemorph_data.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "stream the bundled sample dataset through the design document's DataLoader"),
@@ -18,14 +20,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("plot", "plot a take's loudness against jawOpen and the lag that maximises their correlation"),
     "import-livelink": ("import_livelink", "convert a Live Link Face CSV + audio into a 30 fps take"),
 }
-
-
-class UserError(Exception):
-    """An error the user can fix; printed as one line, exit status 1 (or ``.status``)."""
-
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,8 +38,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="koemorph-data: %(levelname)s: %(message)s")
-    from .errors import DataFormatError
-
     try:
         return int(args._run(args) or 0)
     except UserError as exc:

@@ -1,4 +1,5 @@
-"""Exceptions raised for bad input."""
+"""Exceptions raised for bad input: the library's ``DataFormatError`` and the command line's
+``UserError``."""
 from __future__ import annotations
 
 
@@ -22,3 +23,13 @@ class DataFormatError(ValueError):
 
 def _rebuild(message, path, line, reason):
     return DataFormatError(message, path=path, line=line, reason=reason)
+
+
+class UserError(Exception):
+    """A command-line error the user can fix (a bad option, a missing file): ``koemorph-data``
+    prints it as one line and exits with ``status`` (1 unless told). Raised by
+    ``koemorph_data.commands`` only; library code raises ``DataFormatError`` / ``ValueError``."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status

@@ -4,7 +4,8 @@ Checks every take the datasets would use, with the datasets' own code (``find_fi
 ``validate_take``, the Rust JSONL parser): per pair the audio's rate, channels and duration,
 the detected blendshape fps, blendshape frames vs the frames the audio covers, dropped frames
 (timestamp gaps over 1.5 frame periods), values outside [0, 1] and the windows at the given
-window and stride; then orphans and the files that fail, with the reason and line. Exit
+window and stride, and the audio-to-face lag (:func:`koemorph_data.sync.audio_face_lag`, the
+same as ``plot``); then orphans and the files that fail, with the reason and line. Exit
 status 1 when any take fails (or no take is found).
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,38 +21,60 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from ..audio import audio_info
-from ..errors import DataFormatError
+from ..audio import audio_info, load_audio
+from ..errors import DataFormatError, UserError
+from ..sync import SyncEstimate, audio_face_lag
 from ..takes import find_file_pairs, validate_take
-from ._progress import Progress
+from .common import TakeProgress, add_dataset_options, non_negative_float, positive_int
+
+#: A lag is reported as a warning from this many frames on, when its correlation is at least LAG_MIN_R.
+LAG_WARN_FRAMES = 2
+LAG_MIN_R = 0.5
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data_dir", type=Path, help="dataset directory (every **/*.wav with its .jsonl)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--window-frames", type=int, default=256, help="window length in frames (default 256)")
-    parser.add_argument("--stride", type=int, default=1, help="window stride in frames (default 1)")
-    parser.add_argument("--sample-rate", type=int, default=16000, help="dataset sample_rate (default 16000)")
-    parser.add_argument("--fps", type=int, default=30, help="dataset target_fps (default 30)")
+    parser.add_argument("--window-frames", type=positive_int, default=256,
+                        help="window length in frames (default 256)")
+    parser.add_argument("--stride", type=positive_int, default=1, help="window stride in frames (default 1)")
+    parser.add_argument("--max-lag", type=non_negative_float, default=0.5,
+                        help="largest audio-to-face lag searched, seconds (default 0.5)")
+    add_dataset_options(parser)
 
 
 def _error(path: Path | str, reason: str, line: int | None = None) -> dict[str, Any]:
     return {"path": str(path), "reason": reason, "line": line}
 
 
+def _dropped(timestamps: np.ndarray, source_fps: float | None) -> tuple[int, int]:
+    """(rows missing, gaps): timestamp steps over 1.5 frame periods."""
+    if not source_fps:
+        return 0, 0
+    period = 1.0 / source_fps
+    steps = np.diff(timestamps)
+    long = steps[steps > 1.5 * period]
+    return int(np.sum(np.round(long / period).astype(np.int64) - 1)), int(len(long))
+
+
+def _lag_warning(sync: SyncEstimate, fps: int) -> list[str]:
+    if not sync.is_suspicious(LAG_WARN_FRAMES, LAG_MIN_R):
+        return []
+    lag = sync.lag_frames
+    return [f"the face is {abs(lag)} frames {'late' if lag > 0 else 'early'} against the audio "
+            f"({lag * 1000 / fps:+.0f} ms, r = {sync.r:.2f})"]
+
+
 def inspect_pair(wav: Path, jsonl: Path, *, sample_rate: int, fps: int, window_frames: int,
-                 stride: int) -> dict[str, Any]:
+                 stride: int, max_lag_frames: int = 15) -> dict[str, Any]:
     """One take's report (raises DataFormatError for a take the datasets would reject)."""
     info = validate_take(wav, jsonl, sample_rate=sample_rate, target_fps=fps, alignment="exact")
     header = audio_info(wav, sample_rate)
-    values, timestamps = _core.read_blendshapes(str(jsonl))
-    dropped = gaps = 0
-    if info.source_fps:
-        period = 1.0 / info.source_fps
-        steps = np.diff(timestamps)
-        long = steps[steps > 1.5 * period]
-        gaps = int(len(long))
-        dropped = int(np.sum(np.round(long / period).astype(np.int64) - 1))
+    rows = _core.read_blendshapes(str(jsonl))
+    values, timestamps = rows[0], rows[1]
+    dropped, gaps = _dropped(timestamps, info.source_fps)
+    sync = audio_face_lag(load_audio(wav, sample_rate), sample_rate,
+                          _core.load_blendshapes(str(jsonl), float(fps))[0], fps, max_lag_frames)
     outside = (values < 0.0) | (values > 1.0)
     names = tuple(_core.ARKIT_BLENDSHAPES)
     outside_names = [names[j] for j in np.flatnonzero(outside.any(axis=0))]
@@ -65,6 +89,7 @@ def inspect_pair(wav: Path, jsonl: Path, *, sample_rate: int, fps: int, window_f
     if outside_names:
         warnings.append(f"{int(outside.sum())} values outside [0, 1] ({', '.join(outside_names[:4])}"
                         + (", ..." if len(outside_names) > 4 else "") + ")")
+    warnings += _lag_warning(sync, fps)
     if windows == 0:
         warnings.append(f"{usable} usable frames: shorter than one window of {window_frames}")
     return {
@@ -76,22 +101,25 @@ def inspect_pair(wav: Path, jsonl: Path, *, sample_rate: int, fps: int, window_f
         "frames": info.blendshape_frames, "audio_frames": info.audio_frames, "mismatch": mismatch,
         "usable_frames": usable, "dropped_frames": dropped, "gaps": gaps,
         "out_of_range": int(outside.sum()), "out_of_range_names": outside_names,
+        "lag_frames": None if math.isnan(sync.r) else sync.lag_frames,
+        "lag_r": None if math.isnan(sync.r) else round(sync.r, 4),
         "windows": int(windows), "warnings": warnings,
     }
 
 
 def inspect_dir(data_dir: Path, *, sample_rate: int = 16000, fps: int = 30, window_frames: int = 256,
-                stride: int = 1, progress: bool = True) -> dict[str, Any]:
+                stride: int = 1, max_lag_frames: int = 15, progress: bool = True) -> dict[str, Any]:
     """``{"pairs": [...], "orphans": [...], "errors": [...]}`` for a data directory."""
     pairs, orphans = find_file_pairs(data_dir)
     report: dict[str, Any] = {"data_dir": str(data_dir), "window_frames": window_frames, "stride": stride,
                               "pairs": [], "orphans": [str(p) for p in orphans], "errors": []}
-    bar = Progress("inspect", len(pairs)) if progress else None
+    bar = TakeProgress("inspect", len(pairs)) if progress else None
     try:
         for wav, jsonl in pairs:
             try:
                 report["pairs"].append(inspect_pair(wav, jsonl, sample_rate=sample_rate, fps=fps,
-                                                    window_frames=window_frames, stride=stride))
+                                                    window_frames=window_frames, stride=stride,
+                                                    max_lag_frames=max_lag_frames))
             except DataFormatError as exc:
                 report["errors"].append(_error(exc.path or wav, exc.reason, exc.line))
             except Exception as exc:  # an internal error must not hide the other takes
@@ -130,13 +158,16 @@ def format_report(report: dict[str, Any]) -> str:
     pairs = report["pairs"]
     if pairs:
         rows = [["take", "rate", "ch", "dur s", "fps", "frames", "audio fr", "diff", "dropped", "out[0,1]",
-                 "windows"]]
+                 "lag", "r", "windows"]]
         for p in pairs:
+            no_lag = p["lag_frames"] is None
             rows.append([_relative(str(Path(p["audio"]).with_suffix("")), root), str(p["sample_rate"]),
                          str(p["channels"]), f"{p['duration_s']:.2f}",
                          "-" if p["fps"] is None else f"{p['fps']:.2f}", str(p["frames"]), str(p["audio_frames"]),
-                         f"{p['mismatch']:+d}", str(p["dropped_frames"]), str(p["out_of_range"]), str(p["windows"])])
-        out.append(_table(rows, right=set(range(1, 11))))
+                         f"{p['mismatch']:+d}", str(p["dropped_frames"]), str(p["out_of_range"]),
+                         "-" if no_lag else f"{p['lag_frames']:+d}", "-" if no_lag else f"{p['lag_r']:.2f}",
+                         str(p["windows"])])
+        out.append(_table(rows, right=set(range(1, 13))))
         notes = [f"  {_relative(p['audio'], root)}: {w}" for p in pairs for w in p["warnings"]]
         if notes:
             out.append("warnings:\n" + "\n".join(notes))
@@ -154,10 +185,6 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UserError
-
-    if args.window_frames <= 0 or args.stride <= 0 or args.sample_rate <= 0 or args.fps <= 0:
-        raise UserError("--window-frames, --stride, --sample-rate and --fps must be positive")
     if not args.data_dir.is_dir():
         raise UserError(f"{args.data_dir} is not a directory")
     log = logging.getLogger("koemorph_data")
@@ -166,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
         log.setLevel(logging.ERROR)  # the report itself lists mismatches and orphans
     try:
         report = inspect_dir(args.data_dir, sample_rate=args.sample_rate, fps=args.fps,
-                             window_frames=args.window_frames, stride=args.stride)
+                             window_frames=args.window_frames, stride=args.stride,
+                             max_lag_frames=int(round(args.max_lag * args.fps)))
     finally:
         log.setLevel(level)
     if args.json:

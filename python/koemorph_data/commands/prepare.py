@@ -3,6 +3,12 @@
 Threads, not processes: the expensive parts (Rust JSONL parse, libsndfile decode, soxr
 resampling, writing the .npy files) all run without the GIL, and threads need no pickling
 and share nothing but the cache directory, whose writes are atomic.
+
+Ctrl-C cancels the takes not started yet and waits only for the ones being decoded (at most
+``--workers``; a thread cannot be stopped inside a decode). Those finish their entry: a
+cache entry is written file by file under temporary names and renamed into place, its
+record last, so an entry is complete or absent, and letting the threads finish means no
+temporary file is abandoned. Exit status 130.
 """
 from __future__ import annotations
 
@@ -10,67 +16,143 @@ import argparse
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..cache import TakeCache
-from ..errors import DataFormatError
+from ..errors import UserError
 from ..takes import find_file_pairs
-from ._progress import Progress
+from .common import TakeProgress, add_dataset_options, positive_int
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data_dir", type=Path, help="dataset directory (every **/*.wav with its .jsonl)")
     parser.add_argument("--cache-dir", type=Path, required=True, help="where the prepared takes are stored")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    parser.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
                         help="parallel threads (default: the CPU count)")
-    parser.add_argument("--sample-rate", type=int, default=16000, help="dataset sample_rate (default 16000)")
-    parser.add_argument("--fps", type=int, default=30, help="dataset target_fps (default 30)")
+    add_dataset_options(parser)
     parser.add_argument("--force", action="store_true", help="rebuild entries that are already current")
     parser.add_argument("--no-prune", action="store_true",
                         help="keep outdated entries of these takes (default: remove them)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..cli import UserError
+@dataclass
+class _Tally:
+    """What the finished takes came to."""
 
-    if args.workers <= 0 or args.sample_rate <= 0 or args.fps <= 0:
-        raise UserError("--workers, --sample-rate and --fps must be positive")
+    built: int = 0
+    current: int = 0
+    nbytes: int = 0
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def prepared(self) -> int:
+        return self.built + self.current
+
+    def add(self, wav: Path, future: Future) -> str:
+        """Counts a finished take; returns its progress label."""
+        try:
+            (audio, blendshapes), stored = future.result()
+        except (ValueError, OSError) as exc:  # DataFormatError is a ValueError
+            self.failed.append((wav, str(exc)))
+            return f"FAILED {wav.stem}"
+        self.built += stored
+        self.current += not stored
+        self.nbytes += int(audio.nbytes + blendshapes.nbytes)
+        return wav.stem
+
+
+def _cache_dir_problem(cache_dir: Path) -> str | None:
+    """Why ``cache_dir`` cannot be a directory (it or an ancestor is a file), or None."""
+    for path in (cache_dir, *cache_dir.parents):
+        if path.is_dir():
+            return None
+        if path.exists():
+            return (f"{cache_dir} is a file, not a directory" if path == cache_dir
+                    else f"{cache_dir}: {path} is a file, not a directory")
+    return None
+
+
+def _make_cache_dir(cache_dir: Path) -> None:
+    problem = _cache_dir_problem(cache_dir)
+    if problem is not None:
+        raise UserError(f"--cache-dir {problem}")
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--cache-dir {cache_dir}: cannot create it: {exc.strerror or exc}") from None
+
+
+def _takes(n: int) -> str:
+    return f"{n} take" if n == 1 else f"{n} takes"
+
+
+def _stop(pool: ThreadPoolExecutor, futures: dict[Future, Path], tally: _Tally, progress: TakeProgress,
+          cache_dir: Path) -> None:
+    """After Ctrl-C: cancels the takes not started and lets the running ones finish their entry;
+    a second Ctrl-C leaves at once."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    running = [f for f in futures if not f.done()]
+    if running:
+        print(f"prepare: interrupted; finishing the {_takes(len(running))} being decoded "
+              f"(Ctrl-C again to leave at once)", file=sys.stderr, flush=True)
+    try:
+        wait(running)
+    except KeyboardInterrupt:
+        _leave_now(cache_dir, sum(not f.done() for f in running))
+    for future, wav in futures.items():
+        if not future.cancelled():
+            progress.step(tally.add(wav, future))
+
+
+def _leave_now(cache_dir: Path, running: int) -> None:
+    """Exits without waiting for the decoding threads (nothing else could stop them). An entry
+    they had not finished stays invisible (its record is renamed into place last); the
+    temporary file of a write they were in is removed here, as it would be on an exception
+    (TakeCache names them .NAME.<pid>.<thread>.<random>.tmp)."""
+    for leftover in cache_dir.glob(f".*.{os.getpid()}.*.tmp"):
+        try:
+            leftover.unlink()
+        except OSError:
+            pass
+    print(f"prepare: interrupted again; left {_takes(running)} unfinished (not stored)", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
+
+
+def run(args: argparse.Namespace) -> int:
+    if (problem := _cache_dir_problem(args.cache_dir)) is not None:  # before the slow search for takes
+        raise UserError(f"--cache-dir {problem}")
     pairs, _orphans = find_file_pairs(args.data_dir)
     if not pairs:
         raise UserError(f"no .wav/.jsonl pairs found under {args.data_dir}")
+    _make_cache_dir(args.cache_dir)
     cache = TakeCache(args.cache_dir, args.sample_rate, args.fps)
-    args.cache_dir.mkdir(parents=True, exist_ok=True)
-    progress = Progress("prepare", len(pairs))
-    built = current = 0
-    nbytes = 0
-    failed: list[tuple[Path, str]] = []
+    progress = TakeProgress("prepare", len(pairs))
+    tally = _Tally()
     started = time.perf_counter()
-
-    def one(pair: tuple[Path, Path]) -> tuple[bool, int]:
-        (audio, blendshapes), stored = cache.fill(*pair, force=args.force)
-        return stored, int(audio.nbytes + blendshapes.nbytes)
-
-    with ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="koemorph-prepare") as pool:
-        futures = {pool.submit(one, pair): pair for pair in pairs}
+    futures: dict[Future, Path] = {}
+    pool = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="koemorph-prepare")
+    try:
+        for wav, jsonl in pairs:
+            futures[pool.submit(cache.fill, wav, jsonl, force=args.force)] = wav
         for future in as_completed(futures):
-            wav = futures[future][0]
-            try:
-                stored, size = future.result()
-            except (DataFormatError, OSError) as exc:
-                failed.append((wav, str(exc)))
-                progress.step(f"FAILED {wav.stem}")
-                continue
-            built += stored
-            current += not stored
-            nbytes += size
-            progress.step(wav.stem)
+            progress.step(tally.add(futures.pop(future), future))
+    except KeyboardInterrupt:
+        _stop(pool, futures, tally, progress, args.cache_dir)
+        progress.close(" (interrupted)")
+        print(f"interrupted: prepared {tally.prepared}/{len(pairs)} takes in {args.cache_dir} "
+              f"({tally.built} built, {tally.current} already current; {tally.nbytes / 1e6:.1f} MB) "
+              f"in {time.perf_counter() - started:.1f} s; the others were not started")
+        return 130
+    pool.shutdown()
     progress.close()
     pruned = 0 if args.no_prune else cache.prune(pairs)
-    elapsed = time.perf_counter() - started
-    print(f"prepared {len(pairs) - len(failed)}/{len(pairs)} takes in {args.cache_dir} "
-          f"({built} built, {current} already current, {pruned} outdated removed; "
-          f"{nbytes / 1e6:.1f} MB) in {elapsed:.1f} s")
-    for wav, reason in failed:
+    print(f"prepared {tally.prepared}/{len(pairs)} takes in {args.cache_dir} "
+          f"({tally.built} built, {tally.current} already current, {pruned} outdated removed; "
+          f"{tally.nbytes / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s")
+    for wav, reason in tally.failed:
         print(f"failed: {wav}: {reason}", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if tally.failed else 0

@@ -1,9 +1,10 @@
-"""Regenerate the shipped sample dataset in ``koemorph_data/sample_data/``.
+"""Regenerate the shipped sample dataset in ``python/koemorph_data/sample_data/``.
 
-Run once by a developer (needs the ``espeak-ng`` and ``sox`` programs); nothing
-runs this at install or test time. Usage::
+A developer script kept outside the package (it is not in the wheel). Run once by a
+developer from a checkout (needs the ``espeak-ng`` and ``sox`` programs); nothing runs
+this at install or test time. Usage::
 
-    python python/koemorph_data/tools/make_sample.py [OUT_DIR]
+    python tools/make_sample.py [OUT_DIR]
 
 Each take is real (synthetic-voice) English speech from espeak-ng, converted to
 16 kHz mono PCM_16, plus blendshapes synthesised from the audio's loudness
@@ -24,8 +25,8 @@ import tempfile
 import numpy as np
 import soundfile as sf
 
-HERE = pathlib.Path(__file__).resolve().parent
-DEFAULT_OUT = HERE.parent / "sample_data"
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "python" / "koemorph_data"
+DEFAULT_OUT = PACKAGE / "sample_data"
 SAMPLE_RATE = 16000
 FPS = 30.0
 
@@ -49,9 +50,10 @@ TAKES = [
 ]
 
 
-def _load_synthetic():
-    """Import synthetic.py by path, so the package (and its compiled extension) is not needed."""
-    path = HERE.parent / "synthetic.py"
+def load_synthetic():
+    """Imports the checkout's koemorph_data/synthetic.py by path, so neither an installed
+    package nor its compiled extension is needed."""
+    path = PACKAGE / "synthetic.py"
     spec = importlib.util.spec_from_file_location("_koemorph_synthetic", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -73,7 +75,7 @@ def main(argv: list[str]) -> int:
             print(f"{tool} not found (apt-get install espeak-ng sox)", file=sys.stderr)
             return 1
     out = pathlib.Path(argv[0]) if argv else DEFAULT_OUT
-    synthetic = _load_synthetic()
+    synthetic = load_synthetic()
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = pathlib.Path(tmpdir)

@@ -1,0 +1,96 @@
+"""What several commands share: option types, the dataset options, the progress bar."""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from typing import TextIO
+
+from tqdm import tqdm
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer above 0 (anything else is a usage error, exit status 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number above 0."""
+    value = _finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number, 0 or more."""
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: any finite number."""
+    return _finite_float(text)
+
+
+def add_dataset_options(parser: argparse.ArgumentParser) -> None:
+    """The options that choose the view a dataset gives of the takes (one line per option, so
+    every command reading takes offers the same ones)."""
+    parser.add_argument("--sample-rate", type=positive_int, default=16000, help="dataset sample_rate (default 16000)")
+    parser.add_argument("--fps", type=positive_int, default=30, help="dataset target_fps (default 30)")
+
+
+class TakeProgress:
+    """A tqdm bar on stderr while a command works through takes, drawn only when stderr is a
+    terminal (stdout stays clean for ``--json``; logs get no bar), and one plain line when it
+    closes: ``COMMAND: 12/340 takes in 3.1 s``."""
+
+    def __init__(self, command: str, total: int, *, stream: TextIO | None = None) -> None:
+        self.command, self.total = command, total
+        self.stream = stream if stream is not None else sys.stderr
+        self.done = 0
+        self.closed = False
+        self.started = time.perf_counter()
+        terminal = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.bar = tqdm(total=total, desc=command, unit="take", file=self.stream, disable=not terminal,
+                        leave=False, dynamic_ncols=True)
+
+    def step(self, label: str = "") -> None:
+        self.done += 1
+        self.bar.set_postfix_str(label, refresh=False)
+        self.bar.update(1)
+
+    def close(self, note: str = "") -> None:
+        """Removes the bar and prints the final line (once)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.bar.close()
+        elapsed = time.perf_counter() - self.started
+        self.stream.write(f"{self.command}: {self.done}/{self.total} takes in {elapsed:.1f} s{note}\n")
+        self.stream.flush()
+
+    def __enter__(self) -> "TakeProgress":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
