@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from koemorph_data import AdaptiveSequentialDataset, SequentialKoeMorphDataset, read_blendshapes, synthetic
 from koemorph_data.augment import (Augment, Gain, PinkNoise, PitchShift, SpeedPerturb, WhiteNoise, as_augment,
                                    pitch_shift)
-from koemorph_data.commands.plot import best_lag, loudness_envelope
+from koemorph_data.sync import best_lag, loudness_envelope
 
 SR, FPS, HOP = 16000, 30, 533
 W = 64  # window frames

@@ -51,13 +51,10 @@ TAKES = [
 
 
 def load_synthetic():
-    """Imports the checkout's koemorph_data/synthetic.py by path, so neither an installed
-    package nor its compiled extension is needed."""
-    path = PACKAGE / "synthetic.py"
-    spec = importlib.util.spec_from_file_location("_koemorph_synthetic", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """The checkout's ``koemorph_data.synthetic`` (it writes by the package's one ARKit name
+    list, so the package must be importable: ``maturin develop`` in a checkout)."""
+    sys.path.insert(0, str(PACKAGE.parent))
+    return importlib.import_module("koemorph_data.synthetic")
 
 
 def _speak(voice: str, speed: int, text: str, out_wav: pathlib.Path, tmp: pathlib.Path) -> float:

@@ -16,8 +16,7 @@ import numpy as np
 from .. import _core
 from ..audio import load_audio
 from ..errors import UserError
-# best_lag is imported by tests/test_augment.py from here; it now lives in koemorph_data.sync.
-from ..sync import SyncEstimate, audio_face_lag, best_lag, loudness_envelope  # noqa: F401
+from ..sync import SyncEstimate, audio_face_lag
 from .common import add_dataset_options, non_negative_float, positive_float
 
 MOUTH_SHAPES = ("jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthLowerDownLeft")
