@@ -32,7 +32,7 @@ use crate::arkit::NUM_BLENDSHAPES;
 
 use chunks::{parse_parallel, parse_serial};
 pub use chunks::line_of_row;
-pub use errors::ParseError;
+pub use errors::{DataFormatError, ParseError};
 
 const N: usize = NUM_BLENDSHAPES;
 
@@ -69,6 +69,22 @@ pub fn parse_jsonl_with_threads(bytes: &[u8], threads: usize) -> Result<Blendsha
         return parse_serial(bytes);
     }
     parse_parallel(bytes, threads)
+}
+
+/// The bytes of the file at `path`; an unreadable file is a DataFormatError of the whole file.
+pub fn read_file_bytes(path: &str) -> Result<Vec<u8>, DataFormatError> {
+    std::fs::read(path).map_err(|io| DataFormatError::whole_file(path, format!("cannot read file: {io}")))
+}
+
+/// Read and parse the blendshape JSONL file at `path`; errors name the file.
+pub fn read_file(path: &str) -> Result<Blendshapes, DataFormatError> {
+    parse_jsonl(&read_file_bytes(path)?).map_err(|e| e.in_file(path))
+}
+
+/// Parse an in-memory document called `name` (errors name it as the path) with at most
+/// `threads` threads (0 = one per CPU).
+pub fn parse_document(bytes: &[u8], name: &str, threads: usize) -> Result<Blendshapes, DataFormatError> {
+    parse_jsonl_with_threads(bytes, threads).map_err(|e| e.in_file(name))
 }
 
 /// Parse one non-blank line into `out` (52 values); returns the timestamp.
