@@ -2,6 +2,7 @@
 import numpy as np
 import numpy.typing as npt
 
+__version__: str
 ARKIT_BLENDSHAPES: tuple[str, ...]
 NUM_BLENDSHAPES: int
 

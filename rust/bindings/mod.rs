@@ -15,6 +15,8 @@ use pyo3::prelude::*;
 #[pymodule]
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The version lives once, in Cargo.toml (pyproject.toml declares it dynamic).
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     arkit::add_constants(m)?;
     m.add_function(wrap_pyfunction!(jsonl::read_blendshapes, m)?)?;
     m.add_function(wrap_pyfunction!(jsonl::parse_blendshapes_bytes, m)?)?;
