@@ -145,10 +145,7 @@ mod tests {
         let values = (0..ts.len() * N)
             .map(|j| ((j / N) * 10 + j % N) as f32 * 0.01)
             .collect();
-        Blendshapes {
-            values,
-            timestamps: ts,
-        }
+        Blendshapes { values, timestamps: ts }
     }
 
     fn row(bs: &Blendshapes, r: usize) -> &[f32] {
@@ -235,10 +232,7 @@ mod tests {
                 "k={k}: {}",
                 out.values[k * N]
             );
-            assert!(
-                (out.values[k * N + 17] - expect_ramp[k] as f32).abs() < 1e-6,
-                "k={k}"
-            );
+            assert!((out.values[k * N + 17] - expect_ramp[k] as f32).abs() < 1e-6, "k={k}");
             assert!((out.timestamps[k] - k as f64 / 30.0).abs() < 1e-12);
         }
     }

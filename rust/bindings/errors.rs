@@ -61,7 +61,10 @@ impl Panicked {
 /// would not catch).
 impl From<Panicked> for PyErr {
     fn from(p: Panicked) -> PyErr {
-        PyRuntimeError::new_err(format!("internal error in koemorph_data while {}: {}", p.what, p.message))
+        PyRuntimeError::new_err(format!(
+            "internal error in koemorph_data while {}: {}",
+            p.what, p.message
+        ))
     }
 }
 
@@ -78,5 +81,7 @@ pub fn detached<T: Send>(py: Python<'_>, what: &str, f: impl FnOnce() -> T + Sen
 /// Deliberately panics inside the core (tests check that a panic reaches Python as an exception).
 #[pyfunction]
 pub fn _panic_for_test(py: Python<'_>) -> PyResult<()> {
-    Ok(detached(py, "testing panic handling", || panic!("deliberate test panic"))?)
+    Ok(detached(py, "testing panic handling", || {
+        panic!("deliberate test panic")
+    })?)
 }

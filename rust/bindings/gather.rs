@@ -26,17 +26,31 @@ pub fn gather_windows<'py>(
     let slices: Vec<&[f32]> = sources
         .iter()
         .enumerate()
-        .map(|(i, s)| s.as_slice().map_err(|_| PyValueError::new_err(format!("source {i} is not a C-contiguous float32 array"))))
+        .map(|(i, s)| {
+            s.as_slice()
+                .map_err(|_| PyValueError::new_err(format!("source {i} is not a C-contiguous float32 array")))
+        })
         .collect::<PyResult<_>>()?;
-    let ids = ids.as_slice().map_err(|_| PyValueError::new_err("ids must be a contiguous int64 array"))?;
-    let starts = starts.as_slice().map_err(|_| PyValueError::new_err("starts must be a contiguous int64 array"))?;
+    let ids = ids
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("ids must be a contiguous int64 array"))?;
+    let starts = starts
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("starts must be a contiguous int64 array"))?;
     let shape = PyUntypedArrayMethods::shape(&**out).to_vec();
     if shape.first().copied() != Some(ids.len()) {
-        return Err(PyValueError::new_err(format!("out has shape {shape:?}; its first axis must be len(ids) = {}", ids.len())));
+        return Err(PyValueError::new_err(format!(
+            "out has shape {shape:?}; its first axis must be len(ids) = {}",
+            ids.len()
+        )));
     }
     let window_len: usize = shape[1..].iter().product();
-    let out = out.as_slice_mut().map_err(|_| PyValueError::new_err("out must be a C-contiguous float32 array"))?;
-    detached(py, "gathering windows", move || gather::gather_windows(&slices, ids, starts, window_len, out, threads))??;
+    let out = out
+        .as_slice_mut()
+        .map_err(|_| PyValueError::new_err("out must be a C-contiguous float32 array"))?;
+    detached(py, "gathering windows", move || {
+        gather::gather_windows(&slices, ids, starts, window_len, out, threads)
+    })??;
     Ok(())
 }
 
@@ -61,14 +75,33 @@ impl BatchJob {
     /// call, and the outputs must not be accessed by anyone else meanwhile.
     unsafe fn run(&self) -> Result<(), gather::GatherError> {
         let src = |v: &[(usize, usize)]| -> Vec<&[f32]> {
-            v.iter().map(|&(p, n)| if n == 0 { &[][..] } else { std::slice::from_raw_parts(p as *const f32, n) }).collect()
+            v.iter()
+                .map(|&(p, n)| {
+                    if n == 0 {
+                        &[][..]
+                    } else {
+                        std::slice::from_raw_parts(p as *const f32, n)
+                    }
+                })
+                .collect()
         };
         let out = |(p, n): (usize, usize)| -> &mut [f32] {
-            if n == 0 { &mut [][..] } else { std::slice::from_raw_parts_mut(p as *mut f32, n) }
+            if n == 0 {
+                &mut [][..]
+            } else {
+                std::slice::from_raw_parts_mut(p as *mut f32, n)
+            }
         };
         let a = src(&self.audio_sources);
         let b = src(&self.bs_sources);
-        gather::gather_windows(&a, &self.ids, &self.sample_starts, self.a_len, out(self.audio_out), self.threads)?;
+        gather::gather_windows(
+            &a,
+            &self.ids,
+            &self.sample_starts,
+            self.a_len,
+            out(self.audio_out),
+            self.threads,
+        )?;
         gather::gather_windows(&b, &self.ids, &self.bs_starts, self.b_len, out(self.bs_out), 1)
     }
 }
@@ -89,16 +122,18 @@ fn batch_job(
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                s.as_slice()
-                    .map(|s| (s.as_ptr() as usize, s.len()))
-                    .map_err(|_| PyValueError::new_err(format!("{what} source {i} is not a C-contiguous float32 array")))
+                s.as_slice().map(|s| (s.as_ptr() as usize, s.len())).map_err(|_| {
+                    PyValueError::new_err(format!("{what} source {i} is not a C-contiguous float32 array"))
+                })
             })
             .collect()
     }
     let audio_parts = parts("audio", audio_sources)?;
     let bs_parts = parts("blendshape", blendshape_sources)?;
     if audio_parts.len() != bs_parts.len() {
-        return Err(PyValueError::new_err("audio_sources and blendshape_sources differ in length"));
+        return Err(PyValueError::new_err(
+            "audio_sources and blendshape_sources differ in length",
+        ));
     }
     let contiguous = |what: &str| PyValueError::new_err(format!("{what} must be a contiguous int64 array"));
     let ids = ids.as_slice().map_err(|_| contiguous("ids"))?;
@@ -113,14 +148,25 @@ fn batch_job(
         )));
     }
     if frame_starts.len() != ids.len() {
-        return Err(PyValueError::new_err(format!("frame_starts has {} entries but ids has {}", frame_starts.len(), ids.len())));
+        return Err(PyValueError::new_err(format!(
+            "frame_starts has {} entries but ids has {}",
+            frame_starts.len(),
+            ids.len()
+        )));
     }
     let row: usize = b_shape[2..].iter().product();
-    let bs_starts: Vec<i64> = frame_starts.iter().map(|&f| if f < 0 { -1 } else { f.saturating_mul(row as i64) }).collect();
+    let bs_starts: Vec<i64> = frame_starts
+        .iter()
+        .map(|&f| if f < 0 { -1 } else { f.saturating_mul(row as i64) })
+        .collect();
     let a_len: usize = a_shape[1..].iter().product();
     let b_len: usize = b_shape[1..].iter().product();
-    let a_out = audio_out.as_slice_mut().map_err(|_| PyValueError::new_err("audio_out must be a C-contiguous float32 array"))?;
-    let b_out = blendshape_out.as_slice_mut().map_err(|_| PyValueError::new_err("blendshape_out must be a C-contiguous float32 array"))?;
+    let a_out = audio_out
+        .as_slice_mut()
+        .map_err(|_| PyValueError::new_err("audio_out must be a C-contiguous float32 array"))?;
+    let b_out = blendshape_out
+        .as_slice_mut()
+        .map_err(|_| PyValueError::new_err("blendshape_out must be a C-contiguous float32 array"))?;
     // Validate both requests before writing either.
     let a_lens: Vec<usize> = audio_parts.iter().map(|&(_, n)| n).collect();
     let b_lens: Vec<usize> = bs_parts.iter().map(|&(_, n)| n).collect();
@@ -157,8 +203,16 @@ pub fn gather_batch<'py>(
     mut blendshape_out: PyReadwriteArrayDyn<'py, f32>,
     threads: usize,
 ) -> PyResult<()> {
-    let job = batch_job(&audio_sources, &blendshape_sources, &ids, &sample_starts, &frame_starts, &mut audio_out,
-                        &mut blendshape_out, threads)?;
+    let job = batch_job(
+        &audio_sources,
+        &blendshape_sources,
+        &ids,
+        &sample_starts,
+        &frame_starts,
+        &mut audio_out,
+        &mut blendshape_out,
+        threads,
+    )?;
     // SAFETY: the borrowed arrays outlive the call.
     detached(py, "gathering a batch", move || unsafe { job.run() })??;
     Ok(())
@@ -242,15 +296,26 @@ pub fn gather_batch_async<'py>(
     mut blendshape_out: PyReadwriteArrayDyn<'py, f32>,
     threads: usize,
 ) -> PyResult<GatherTicket> {
-    let job = batch_job(&audio_sources, &blendshape_sources, &ids, &sample_starts, &frame_starts, &mut audio_out,
-                        &mut blendshape_out, threads)?;
+    let job = batch_job(
+        &audio_sources,
+        &blendshape_sources,
+        &ids,
+        &sample_starts,
+        &frame_starts,
+        &mut audio_out,
+        &mut blendshape_out,
+        threads,
+    )?;
     let mut keep: Vec<Py<PyAny>> = Vec::with_capacity(audio_sources.len() * 2 + 2);
     for a in audio_sources.iter().chain(blendshape_sources.iter()) {
         keep.push((**a).clone().into_any().unbind());
     }
     keep.push((**audio_out).clone().into_any().unbind());
     keep.push((**blendshape_out).clone().into_any().unbind());
-    let done = Arc::new(Completion { state: Mutex::new(None), cv: Condvar::new() });
+    let done = Arc::new(Completion {
+        state: Mutex::new(None),
+        cv: Condvar::new(),
+    });
     let signal = done.clone();
     crate::pool::pool().spawn(move || {
         // SAFETY: the ticket keeps every array alive until this job has signalled completion

@@ -40,7 +40,9 @@ pub fn parse_blendshapes_bytes<'py>(
 ) -> PyResult<Bound<'py, PyTuple>> {
     // None: one thread per CPU (0); an explicit 0 means single-threaded.
     let threads = threads.map_or(0, |t| t.max(1));
-    let bs = detached(py, &format!("parsing {name}"), || jsonl::parse_document(data, name, threads))??;
+    let bs = detached(py, &format!("parsing {name}"), || {
+        jsonl::parse_document(data, name, threads)
+    })??;
     let (values, timestamps) = to_numpy(py, bs)?;
     PyTuple::new(py, [values.into_any(), timestamps.into_any()])
 }

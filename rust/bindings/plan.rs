@@ -70,7 +70,9 @@ pub fn rank_share(total: u64, rank: u64, world_size: u64, drop_uneven: bool) -> 
 #[pyfunction]
 pub fn worker_block(len: u64, worker: u64, num_workers: u64) -> PyResult<(u64, u64)> {
     if num_workers == 0 || worker >= num_workers {
-        return Err(PyValueError::new_err(format!("worker {worker} is not in 0..{num_workers}")));
+        return Err(PyValueError::new_err(format!(
+            "worker {worker} is not in 0..{num_workers}"
+        )));
     }
     Ok(plan::worker_block(len, worker, num_workers))
 }

@@ -38,7 +38,12 @@ pub(super) fn count_lines(chunk: &[u8]) -> (usize, usize) {
 /// after parsing, which keeps rows, not lines); None when there are not that many rows.
 /// (The piece after a final newline is empty, hence blank: never a row.)
 pub fn line_of_row(bytes: &[u8], row: usize) -> Option<usize> {
-    bytes.split(|&b| b == b'\n').enumerate().filter(|(_, line)| !is_blank(line)).nth(row).map(|(i, _)| i + 1)
+    bytes
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !is_blank(line))
+        .nth(row)
+        .map(|(i, _)| i + 1)
 }
 
 struct ChunkOutcome {
@@ -171,8 +176,7 @@ pub(super) fn parse_parallel(bytes: &[u8], threads: usize) -> Result<Blendshapes
             line += lines;
         }
     }
-    let outcomes: Vec<ChunkOutcome> =
-        scoped_map(jobs, threads, |(chunk, line, v, t)| parse_chunk(chunk, line, v, t));
+    let outcomes: Vec<ChunkOutcome> = scoped_map(jobs, threads, |(chunk, line, v, t)| parse_chunk(chunk, line, v, t));
 
     // Pick the first error in line order, including timestamp decreases across chunk boundaries.
     let mut row0 = 0usize;

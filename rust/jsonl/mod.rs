@@ -30,8 +30,8 @@ mod tests;
 
 use crate::arkit::NUM_BLENDSHAPES;
 
-use chunks::{parse_parallel, parse_serial};
 pub use chunks::line_of_row;
+use chunks::{parse_parallel, parse_serial};
 pub use errors::{DataFormatError, ParseError};
 
 const N: usize = NUM_BLENDSHAPES;

@@ -9,9 +9,7 @@ use crate::arkit;
 
 pub(super) fn parse_line(line: &[u8], out: &mut [f32]) -> Result<f64, String> {
     let mut de = serde_json::Deserializer::from_slice(line);
-    let res = LineSeed { out }
-        .deserialize(&mut de)
-        .and_then(|t| de.end().map(|_| t));
+    let res = LineSeed { out }.deserialize(&mut de).and_then(|t| de.end().map(|_| t));
     res.map_err(|e| describe(&e, line))
 }
 
@@ -182,9 +180,7 @@ impl<'de, 'a> Visitor<'de> for ValuesSeed<'a> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(
-            "\"blendshapes\" as an array of 52 numbers or an object keyed by ARKit blendshape name",
-        )
+        f.write_str("\"blendshapes\" as an array of 52 numbers or an object keyed by ARKit blendshape name")
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
@@ -202,9 +198,7 @@ impl<'de, 'a> Visitor<'de> for ValuesSeed<'a> {
             n += 1;
         }
         if n != N {
-            return Err(de::Error::custom(format!(
-                "expected {N} blendshape values, got {n}"
-            )));
+            return Err(de::Error::custom(format!("expected {N} blendshape values, got {n}")));
         }
         Ok(())
     }

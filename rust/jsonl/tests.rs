@@ -11,9 +11,7 @@ fn row(ts: f64, vals: &[f32]) -> String {
 }
 
 fn vals(seed: usize) -> Vec<f32> {
-    (0..N)
-        .map(|k| ((seed * 31 + k * 7) % 1000) as f32 / 1000.0)
-        .collect()
+    (0..N).map(|k| ((seed * 31 + k * 7) % 1000) as f32 / 1000.0).collect()
 }
 
 fn parse(s: &str) -> Result<Blendshapes, ParseError> {
@@ -163,15 +161,9 @@ fn bad_line(bad: &str) -> ParseError {
 fn error_kinds_with_line_numbers() {
     let good = numbers(N);
     // Wrong count.
-    let e = bad_line(&format!(
-        "{{\"timestamp\": 2, \"blendshapes\": [{}]}}",
-        numbers(51)
-    ));
+    let e = bad_line(&format!("{{\"timestamp\": 2, \"blendshapes\": [{}]}}", numbers(51)));
     assert_eq!(e.to_string(), "line 4: expected 52 blendshape values, got 51");
-    let e = bad_line(&format!(
-        "{{\"timestamp\": 2, \"blendshapes\": [{}]}}",
-        numbers(53)
-    ));
+    let e = bad_line(&format!("{{\"timestamp\": 2, \"blendshapes\": [{}]}}", numbers(53)));
     assert_eq!(e.message, "expected 52 blendshape values, got 53");
     let e = bad_line("{\"timestamp\": 2, \"blendshapes\": []}");
     assert_eq!(e.message, "expected 52 blendshape values, got 0");
@@ -211,24 +203,18 @@ fn error_kinds_with_line_numbers() {
         assert!(e.message.contains("invalid type"), "{e}");
     }
     for bad_value in ["\"2\"", "null", "[2]"] {
-        let e = bad_line(&format!(
-            "{{\"timestamp\": {bad_value}, \"blendshapes\": [{good}]}}"
-        ));
+        let e = bad_line(&format!("{{\"timestamp\": {bad_value}, \"blendshapes\": [{good}]}}"));
         assert!(e.message.contains("invalid type"), "{e}");
     }
     bad_line("{\"timestamp\": 2, \"blendshapes\": null}");
     bad_line("{\"timestamp\": 2, \"blendshapes\": \"abc\"}");
     // Invalid numbers (serde_json grammar).
-    for bad_num in [
-        "01", "1.", ".5", "-", "+1", "1e", "1e+", "0x10", "1.5.2", "--1", "- 1",
-    ] {
+    for bad_num in ["01", "1.", ".5", "-", "+1", "1e", "1e+", "0x10", "1.5.2", "--1", "- 1"] {
         bad_line(&format!(
             "{{\"timestamp\": 2, \"blendshapes\": [{bad_num}, {}]}}",
             numbers(51)
         ));
-        bad_line(&format!(
-            "{{\"timestamp\": {bad_num}, \"blendshapes\": [{good}]}}"
-        ));
+        bad_line(&format!("{{\"timestamp\": {bad_num}, \"blendshapes\": [{good}]}}"));
     }
     // NaN / Infinity / overflow.
     for bad_num in ["NaN", "Infinity", "-Infinity", "nan", "inf"] {
@@ -237,9 +223,7 @@ fn error_kinds_with_line_numbers() {
             numbers(51)
         ));
         assert!(e.message.contains("invalid JSON"), "{e}");
-        bad_line(&format!(
-            "{{\"timestamp\": {bad_num}, \"blendshapes\": [{good}]}}"
-        ));
+        bad_line(&format!("{{\"timestamp\": {bad_num}, \"blendshapes\": [{good}]}}"));
     }
     let e = bad_line(&format!(
         "{{\"timestamp\": 2, \"blendshapes\": [{}, NaN]}}",
@@ -278,12 +262,7 @@ fn truncated_last_line() {
 
 #[test]
 fn last_line_without_newline_and_repeated_timestamps() {
-    let text = format!(
-        "{}\n{}\n{}",
-        row(0.5, &vals(0)),
-        row(0.5, &vals(1)),
-        row(0.5, &vals(2))
-    );
+    let text = format!("{}\n{}\n{}", row(0.5, &vals(0)), row(0.5, &vals(1)), row(0.5, &vals(2)));
     let bs = parse(&text).unwrap();
     assert_eq!(bs.timestamps, vec![0.5; 3]);
 }
@@ -308,10 +287,7 @@ fn fast_path_agrees_with_fallback() {
         ),
         format!(
             "{{\"timestamp\": 12345678901234567890123, \"blendshapes\": [{}]}}",
-            (0..N)
-                .map(|k| format!("{k}.5e-{k}"))
-                .collect::<Vec<_>>()
-                .join(",")
+            (0..N).map(|k| format!("{k}.5e-{k}")).collect::<Vec<_>>().join(",")
         ),
         format!(
             "{{\"timestamp\": 1E22, \"blendshapes\": [{}]}}",
@@ -345,10 +321,7 @@ fn big_input(rows: usize) -> String {
         if r % 997 == 5 {
             s.push_str("\r\n");
         }
-        s.push_str(&format!(
-            "{{\"timestamp\": {:.4}, \"blendshapes\": [",
-            r as f64 / 60.0
-        ));
+        s.push_str(&format!("{{\"timestamp\": {:.4}, \"blendshapes\": [", r as f64 / 60.0));
         for k in 0..N {
             x ^= x << 13;
             x ^= x >> 7;
