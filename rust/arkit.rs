@@ -346,7 +346,10 @@ mod tests {
         let order = BlendshapeOrder::from_names(&reversed).unwrap();
         let expected: [usize; NUM_BLENDSHAPES] = std::array::from_fn(|j| 51 - j);
         assert_eq!(order.permutation(), &expected);
-        assert_eq!(BlendshapeOrder::from_names(&ARKIT_BLENDSHAPES).unwrap(), BlendshapeOrder::live_link());
+        assert_eq!(
+            BlendshapeOrder::from_names(&ARKIT_BLENDSHAPES).unwrap(),
+            BlendshapeOrder::live_link()
+        );
     }
 
     #[test]
@@ -354,7 +357,10 @@ mod tests {
         let e = BlendshapeOrder::named("foo").unwrap_err();
         assert_eq!(e, OrderError::UnknownPreset("foo".into()));
         let text = e.to_string();
-        assert!(text.contains("\"live_link\"") && text.contains("\"koemorph\"") && text.contains("\"foo\""), "{text}");
+        assert!(
+            text.contains("\"live_link\"") && text.contains("\"koemorph\"") && text.contains("\"foo\""),
+            "{text}"
+        );
 
         // jawOpen replaced by a second eyeBlinkLeft and an unknown name appended.
         let mut names: Vec<&str> = ARKIT_BLENDSHAPES.to_vec();

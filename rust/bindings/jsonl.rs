@@ -24,7 +24,9 @@ pub fn to_numpy<'py>(py: Python<'py>, bs: Blendshapes) -> PyResult<BlendshapeArr
 /// The file's rows as they are: (values float32 [T, 52], timestamps float64 [T]).
 #[pyfunction]
 pub fn read_blendshapes<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyTuple>> {
-    let bs = detached(py, &format!("parsing {path}"), || jsonl::read_file(path))??;
+    let bs = detached(py, &format!("parsing {path}"), || {
+        jsonl::read_file(path, &Default::default())
+    })??;
     let (values, timestamps) = to_numpy(py, bs)?;
     PyTuple::new(py, [values.into_any(), timestamps.into_any()])
 }
@@ -41,7 +43,7 @@ pub fn parse_blendshapes_bytes<'py>(
     // None: one thread per CPU (0); an explicit 0 means single-threaded.
     let threads = threads.map_or(0, |t| t.max(1));
     let bs = detached(py, &format!("parsing {name}"), || {
-        jsonl::parse_document(data, name, threads)
+        jsonl::parse_document(data, name, &Default::default(), threads)
     })??;
     let (values, timestamps) = to_numpy(py, bs)?;
     PyTuple::new(py, [values.into_any(), timestamps.into_any()])

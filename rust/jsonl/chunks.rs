@@ -1,7 +1,8 @@
 //! The driver: splits the input at newlines, counts rows, parses chunks (in parallel for
 //! large inputs) into one preallocated output and picks the first error in line order.
 
-use super::{parse_line, Blendshapes, ParseError, N};
+use super::{parse_line, Blendshapes, LineFormat, ParseError, RowSlots, N};
+use crate::arkit::NUM_POSE;
 
 #[inline]
 fn is_ws(b: u8) -> bool {
@@ -46,56 +47,89 @@ pub fn line_of_row(bytes: &[u8], row: usize) -> Option<usize> {
         .map(|(i, _)| i + 1)
 }
 
+/// The first row of a chunk, once it parsed: where later chunks must continue from.
+#[derive(Clone, Copy)]
+struct FirstRow {
+    line: usize,
+    /// Its timestamp as written (in the file's unit).
+    timestamp: f64,
+    has_pose: bool,
+}
+
 struct ChunkOutcome {
     /// First error in the chunk (lowest line), if any.
     error: Option<ParseError>,
-    /// Line number of the chunk's first non-blank line.
-    first_row_line: Option<usize>,
+    /// The chunk's first non-blank line, if it parsed.
+    first: Option<FirstRow>,
+    /// The timestamp (as written) of the last row that parsed.
+    last_timestamp: Option<f64>,
 }
 
-/// Parse every line of `chunk` (whose first line is `first_line`) into `values` / `ts`, which
-/// have exactly room for the chunk's non-blank lines. Checks monotonicity inside the chunk.
-fn parse_chunk(chunk: &[u8], first_line: usize, values: &mut [f32], ts: &mut [f64]) -> ChunkOutcome {
+/// A chunk's share of the output: room for exactly its non-blank lines.
+struct ChunkOutput<'a> {
+    values: &'a mut [f32],
+    pose: &'a mut [f32],
+    timestamps: &'a mut [f64],
+}
+
+/// Parse every line of `chunk` (whose first line is `first_line`) into `out`. Checks inside
+/// the chunk that timestamps do not decrease and that every row has pose or none does.
+fn parse_chunk(chunk: &[u8], first_line: usize, how: LineFormat<'_>, out: ChunkOutput<'_>) -> ChunkOutcome {
     let mut line_no = first_line;
     let mut row = 0usize;
     let mut start = 0usize;
     let mut prev = f64::NEG_INFINITY;
-    let mut first_row_line = None;
+    let mut first: Option<FirstRow> = None;
+    let fail = |error: ParseError, first: Option<FirstRow>, prev: f64| ChunkOutcome {
+        error: Some(error),
+        first,
+        last_timestamp: first.map(|_| prev),
+    };
     while start < chunk.len() {
         let end = memchr::memchr(b'\n', &chunk[start..]).map_or(chunk.len(), |i| start + i);
         let line = &chunk[start..end];
         start = end + 1;
         if !is_blank(line) {
-            if first_row_line.is_none() {
-                first_row_line = Some(line_no);
+            let mut slots = RowSlots {
+                values: &mut out.values[row * N..(row + 1) * N],
+                pose: &mut out.pose[row * NUM_POSE..(row + 1) * NUM_POSE],
+            };
+            let parsed = match parse_line(line, &mut slots, how.columns) {
+                Ok(parsed) => parsed,
+                Err(msg) => return fail(ParseError::at(line_no, msg), first, prev),
+            };
+            let t = parsed.timestamp;
+            if t < prev {
+                return fail(ParseError::at(line_no, decrease_message(t, prev)), first, prev);
             }
-            let out = &mut values[row * N..(row + 1) * N];
-            match parse_line(line, out) {
-                Ok(t) => {
-                    if t < prev {
-                        return ChunkOutcome {
-                            error: Some(ParseError::at(line_no, decrease_message(t, prev))),
-                            first_row_line,
-                        };
-                    }
-                    ts[row] = t;
-                    prev = t;
+            match first {
+                None => {
+                    first = Some(FirstRow {
+                        line: line_no,
+                        timestamp: t,
+                        has_pose: parsed.has_pose,
+                    })
                 }
-                Err(msg) => {
-                    return ChunkOutcome {
-                        error: Some(ParseError::at(line_no, msg)),
-                        first_row_line,
-                    }
+                Some(f) if f.has_pose != parsed.has_pose => {
+                    return fail(
+                        ParseError::at(line_no, pose_mismatch_message(parsed.has_pose)),
+                        first,
+                        prev,
+                    )
                 }
+                Some(_) => {}
             }
+            out.timestamps[row] = t / how.per_second;
+            prev = t;
             row += 1;
         }
         line_no += 1;
     }
-    debug_assert_eq!(row, ts.len());
+    debug_assert_eq!(row, out.timestamps.len());
     ChunkOutcome {
         error: None,
-        first_row_line,
+        first,
+        last_timestamp: first.map(|_| prev),
     }
 }
 
@@ -103,20 +137,53 @@ fn decrease_message(t: f64, prev: f64) -> String {
     format!("timestamp {t} is less than the previous timestamp {prev} (timestamps must not decrease)")
 }
 
-pub(super) fn parse_serial(bytes: &[u8]) -> Result<Blendshapes, ParseError> {
+fn pose_mismatch_message(has_pose: bool) -> String {
+    if has_pose {
+        "this row has pose but earlier rows do not (either every row has pose or none)".to_string()
+    } else {
+        "this row has no pose but earlier rows do (either every row has pose or none)".to_string()
+    }
+}
+
+fn no_frames() -> ParseError {
+    ParseError {
+        line: None,
+        message: "no frames".to_string(),
+    }
+}
+
+/// The parsed output, with the pose buffer kept only when the rows have pose.
+fn finish(values: Vec<f32>, timestamps: Vec<f64>, pose: Vec<f32>, has_pose: bool) -> Blendshapes {
+    Blendshapes {
+        values,
+        timestamps,
+        pose: has_pose.then_some(pose),
+    }
+}
+
+pub(super) fn parse_serial(bytes: &[u8], how: LineFormat<'_>) -> Result<Blendshapes, ParseError> {
     let (_, rows) = count_lines(bytes);
     if rows == 0 {
-        return Err(ParseError {
-            line: None,
-            message: "no frames".to_string(),
-        });
+        return Err(no_frames());
     }
+    // Zeroed allocations are lazily mapped: the pose buffer of a file without pose costs nothing.
     let mut values = vec![0f32; rows * N];
+    let mut pose = vec![0f32; rows * NUM_POSE];
     let mut timestamps = vec![0f64; rows];
-    let outcome = parse_chunk(bytes, 1, &mut values, &mut timestamps);
+    let out = ChunkOutput {
+        values: &mut values,
+        pose: &mut pose,
+        timestamps: &mut timestamps,
+    };
+    let outcome = parse_chunk(bytes, 1, how, out);
     match outcome.error {
         Some(e) => Err(e),
-        None => Ok(Blendshapes { values, timestamps }),
+        None => Ok(finish(
+            values,
+            timestamps,
+            pose,
+            outcome.first.is_some_and(|f| f.has_pose),
+        )),
     }
 }
 
@@ -144,7 +211,7 @@ pub(super) fn split_chunks(bytes: &[u8], parts: usize) -> Vec<&[u8]> {
 
 /// On scoped threads (crate::pool::scoped_map), not a pool: validation parses in the training
 /// process right before torch forks its workers, and this leaves no thread behind.
-pub(super) fn parse_parallel(bytes: &[u8], threads: usize) -> Result<Blendshapes, ParseError> {
+pub(super) fn parse_parallel(bytes: &[u8], how: LineFormat<'_>, threads: usize) -> Result<Blendshapes, ParseError> {
     use crate::pool::scoped_map;
 
     // A few chunks per thread, so a thread that got descheduled does not hold up the others.
@@ -153,53 +220,60 @@ pub(super) fn parse_parallel(bytes: &[u8], threads: usize) -> Result<Blendshapes
     let counts: Vec<(usize, usize)> = scoped_map(chunks.clone(), threads, count_lines);
     let total_rows: usize = counts.iter().map(|c| c.1).sum();
     if total_rows == 0 {
-        return Err(ParseError {
-            line: None,
-            message: "no frames".to_string(),
-        });
+        return Err(no_frames());
     }
     let mut values = vec![0f32; total_rows * N];
+    let mut pose = vec![0f32; total_rows * NUM_POSE];
     let mut timestamps = vec![0f64; total_rows];
 
     // Hand each chunk its disjoint output slices and its first line number.
     let mut jobs = Vec::with_capacity(chunks.len());
     {
         let mut vrest: &mut [f32] = &mut values;
+        let mut prest: &mut [f32] = &mut pose;
         let mut trest: &mut [f64] = &mut timestamps;
         let mut line = 1;
         for (chunk, &(lines, rows)) in chunks.iter().zip(&counts) {
             let (v, vr) = std::mem::take(&mut vrest).split_at_mut(rows * N);
+            let (p, pr) = std::mem::take(&mut prest).split_at_mut(rows * NUM_POSE);
             let (t, tr) = std::mem::take(&mut trest).split_at_mut(rows);
             vrest = vr;
+            prest = pr;
             trest = tr;
-            jobs.push((*chunk, line, v, t));
+            let out = ChunkOutput {
+                values: v,
+                pose: p,
+                timestamps: t,
+            };
+            jobs.push((*chunk, line, out));
             line += lines;
         }
     }
-    let outcomes: Vec<ChunkOutcome> = scoped_map(jobs, threads, |(chunk, line, v, t)| parse_chunk(chunk, line, v, t));
+    let outcomes: Vec<ChunkOutcome> =
+        scoped_map(jobs, threads, |(chunk, line, out)| parse_chunk(chunk, line, how, out));
 
-    // Pick the first error in line order, including timestamp decreases across chunk boundaries.
-    let mut row0 = 0usize;
+    // Pick the first error in line order, including the checks that span chunk boundaries
+    // (timestamps going backwards, pose on some rows only), in the order a serial parse makes them.
     let mut prev: Option<f64> = None;
-    for (outcome, &(_, rows)) in outcomes.iter().zip(&counts) {
-        if let Some(first_line) = outcome.first_row_line {
-            let first_row_ok = outcome.error.as_ref().is_none_or(|e| e.line != Some(first_line));
-            if first_row_ok {
-                let t = timestamps[row0];
-                if let Some(p) = prev {
-                    if t < p {
-                        return Err(ParseError::at(first_line, decrease_message(t, p)));
-                    }
+    let mut file_has_pose: Option<bool> = None;
+    for outcome in &outcomes {
+        if let Some(first) = outcome.first {
+            if let Some(p) = prev.filter(|&p| first.timestamp < p) {
+                return Err(ParseError::at(first.line, decrease_message(first.timestamp, p)));
+            }
+            match file_has_pose {
+                Some(has) if has != first.has_pose => {
+                    return Err(ParseError::at(first.line, pose_mismatch_message(first.has_pose)))
                 }
+                _ => file_has_pose = Some(first.has_pose),
             }
         }
         if let Some(e) = &outcome.error {
             return Err(e.clone());
         }
-        if rows > 0 {
-            prev = Some(timestamps[row0 + rows - 1]);
+        if outcome.last_timestamp.is_some() {
+            prev = outcome.last_timestamp;
         }
-        row0 += rows;
     }
-    Ok(Blendshapes { values, timestamps })
+    Ok(finish(values, timestamps, pose, file_has_pose == Some(true)))
 }

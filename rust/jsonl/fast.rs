@@ -1,7 +1,7 @@
 //! Hand-written parser for the common line shape. Returns `None` for anything it does not
 //! fully recognise; it never accepts input that serde_json would reject.
 
-use super::N;
+use super::{Columns, LineRow, RowSlots, N};
 
 const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
@@ -278,10 +278,12 @@ impl<'a> Cur<'a> {
         Some(())
     }
 
-    /// `[` n1 `,` ... n52 `]` written straight into `out`; values must be finite as f32.
+    /// `[` n1 `,` ... nK `]` (K = `out.len()`) written straight into `out`; values must be
+    /// finite as f32.
     #[inline(always)]
     fn values(&mut self, out: &mut [f32]) -> Option<()> {
         self.eat(b'[')?;
+        let count = out.len();
         for (k, slot) in out.iter_mut().enumerate() {
             self.ws();
             let v = self.number()? as f32;
@@ -289,6 +291,25 @@ impl<'a> Cur<'a> {
                 return None;
             }
             *slot = v;
+            self.ws();
+            if k + 1 < count {
+                self.eat(b',')?;
+            }
+        }
+        self.eat(b']')
+    }
+
+    /// `[` n1 `,` ... n52 `]` with file column `j` written to `out[perm[j]]`.
+    #[inline(always)]
+    fn permuted_values(&mut self, out: &mut [f32], perm: &[usize; N]) -> Option<()> {
+        self.eat(b'[')?;
+        for (k, &slot) in perm.iter().enumerate() {
+            self.ws();
+            let v = self.number()? as f32;
+            if !v.is_finite() {
+                return None;
+            }
+            out[slot] = v;
             self.ws();
             if k + 1 < N {
                 self.eat(b',')?;
@@ -299,12 +320,14 @@ impl<'a> Cur<'a> {
 }
 
 /// The fast path. `None` means "not recognised": the caller falls back to serde_json.
-pub(super) fn parse_line(line: &[u8], out: &mut [f32]) -> Option<f64> {
+/// Handles array-valued `"blendshapes"` and `"pose"`; object-valued ones go to serde_json.
+pub(super) fn parse_line(line: &[u8], slots: &mut RowSlots<'_>, columns: Columns<'_>) -> Option<LineRow> {
     let mut c = Cur { s: line, i: 0 };
     c.ws();
     c.eat(b'{')?;
     let mut ts: Option<f64> = None;
     let mut have_values = false;
+    let mut have_pose = false;
     c.ws();
     if c.peek()? != b'}' {
         loop {
@@ -323,8 +346,18 @@ pub(super) fn parse_line(line: &[u8], out: &mut [f32]) -> Option<f64> {
                     if have_values {
                         return None;
                     }
-                    c.values(out)?;
+                    match columns {
+                        None => c.values(slots.values)?,
+                        Some(perm) => c.permuted_values(slots.values, perm)?,
+                    }
                     have_values = true;
+                }
+                b"pose" => {
+                    if have_pose {
+                        return None;
+                    }
+                    c.values(slots.pose)?;
+                    have_pose = true;
                 }
                 _ => c.skip_value(0)?,
             }
@@ -344,5 +377,8 @@ pub(super) fn parse_line(line: &[u8], out: &mut [f32]) -> Option<f64> {
     if c.i != line.len() || !have_values {
         return None;
     }
-    ts
+    Some(LineRow {
+        timestamp: ts?,
+        has_pose: have_pose,
+    })
 }

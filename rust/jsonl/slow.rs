@@ -4,12 +4,16 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::N;
-use crate::arkit;
+use super::{Columns, LineRow, RowSlots, N};
+use crate::arkit::{self, NUM_POSE};
 
-pub(super) fn parse_line(line: &[u8], out: &mut [f32]) -> Result<f64, String> {
+pub(super) fn parse_line(line: &[u8], slots: &mut RowSlots<'_>, columns: Columns<'_>) -> Result<LineRow, String> {
+    // The fast path may have written part of this row before giving up.
+    slots.pose.fill(0.0);
     let mut de = serde_json::Deserializer::from_slice(line);
-    let res = LineSeed { out }.deserialize(&mut de).and_then(|t| de.end().map(|_| t));
+    let res = LineSeed { slots, columns }
+        .deserialize(&mut de)
+        .and_then(|row| de.end().map(|_| row));
     res.map_err(|e| describe(&e, line))
 }
 
@@ -43,27 +47,30 @@ fn describe(e: &serde_json::Error, line: &[u8]) -> String {
     }
 }
 
-struct LineSeed<'a> {
-    out: &'a mut [f32],
+struct LineSeed<'s, 'a> {
+    slots: &'s mut RowSlots<'a>,
+    columns: Columns<'s>,
 }
 
-impl<'de, 'a> DeserializeSeed<'de> for LineSeed<'a> {
-    type Value = f64;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<f64, D::Error> {
+impl<'de> DeserializeSeed<'de> for LineSeed<'_, '_> {
+    type Value = LineRow;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<LineRow, D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de, 'a> Visitor<'de> for LineSeed<'a> {
-    type Value = f64;
+impl<'de> Visitor<'de> for LineSeed<'_, '_> {
+    type Value = LineRow;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(r#"a JSON object with "timestamp" and "blendshapes""#)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<f64, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LineRow, A::Error> {
         let mut ts: Option<f64> = None;
         let mut have_values = false;
+        let mut pose_key = false;
+        let mut pose_names = false;
         while let Some(key) = map.next_key_seed(KeySeed)? {
             match key {
                 Key::Timestamp => {
@@ -80,25 +87,47 @@ impl<'de, 'a> Visitor<'de> for LineSeed<'a> {
                     if have_values {
                         return Err(de::Error::custom(r#"duplicate key "blendshapes""#));
                     }
-                    map.next_value_seed(ValuesSeed { out: &mut *self.out })?;
+                    pose_names = map.next_value_seed(ValuesSeed {
+                        out: &mut *self.slots.values,
+                        pose: &mut *self.slots.pose,
+                        columns: self.columns,
+                    })?;
                     have_values = true;
+                }
+                Key::Pose => {
+                    if pose_key {
+                        return Err(de::Error::custom(r#"duplicate key "pose""#));
+                    }
+                    map.next_value_seed(PoseSeed {
+                        out: &mut *self.slots.pose,
+                    })?;
+                    pose_key = true;
                 }
                 Key::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        let ts = ts.ok_or_else(|| de::Error::custom(r#"missing "timestamp""#))?;
+        let timestamp = ts.ok_or_else(|| de::Error::custom(r#"missing "timestamp""#))?;
         if !have_values {
             return Err(de::Error::custom(r#"missing "blendshapes""#));
         }
-        Ok(ts)
+        if pose_key && pose_names {
+            return Err(de::Error::custom(
+                r#"pose given twice: as "pose" and as head/eye names in "blendshapes""#,
+            ));
+        }
+        Ok(LineRow {
+            timestamp,
+            has_pose: pose_key || pose_names,
+        })
     }
 }
 
 enum Key {
     Timestamp,
     Blendshapes,
+    Pose,
     Other,
 }
 
@@ -120,6 +149,7 @@ impl<'de> Visitor<'de> for KeySeed {
         Ok(match v {
             "timestamp" => Key::Timestamp,
             "blendshapes" => Key::Blendshapes,
+            "pose" => Key::Pose,
             _ => Key::Other,
         })
     }
@@ -153,43 +183,50 @@ impl<'de> Visitor<'de> for NumberSeed {
     }
 }
 
-fn value_f32<E: de::Error>(v: f64, index: usize) -> Result<f32, E> {
+/// `v` as f32, which must be finite; `kind`, `name` and `index` say which value it is.
+fn value_f32<E: de::Error>(v: f64, kind: &str, name: &str, index: usize) -> Result<f32, E> {
     let f = v as f32;
     if f.is_finite() {
         Ok(f)
     } else {
         Err(E::custom(format!(
-            "non-finite blendshape value {v} ({}, index {index}): not representable as float32",
-            arkit::ARKIT_BLENDSHAPES[index]
+            "non-finite {kind} value {v} ({name}, index {index}): not representable as float32"
         )))
     }
 }
 
+/// `"blendshapes"`: writes the 52 values; returns whether it carried pose names.
 struct ValuesSeed<'a> {
     out: &'a mut [f32],
+    pose: &'a mut [f32],
+    columns: Columns<'a>,
 }
 
-impl<'de, 'a> DeserializeSeed<'de> for ValuesSeed<'a> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+impl<'de> DeserializeSeed<'de> for ValuesSeed<'_> {
+    type Value = bool;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de, 'a> Visitor<'de> for ValuesSeed<'a> {
-    type Value = ();
+impl<'de> Visitor<'de> for ValuesSeed<'_> {
+    type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("\"blendshapes\" as an array of 52 numbers or an object keyed by ARKit blendshape name")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
         let mut n = 0usize;
         loop {
             if n < N {
                 let what = "a blendshape value";
                 match seq.next_element_seed(NumberSeed { what })? {
-                    Some(v) => self.out[n] = value_f32(v, n)?,
+                    Some(v) => {
+                        // File column n holds blendshape `slot` (identity unless an order was given).
+                        let slot = self.columns.map_or(n, |perm| perm[n]);
+                        self.out[slot] = value_f32(v, "blendshape", arkit::ARKIT_BLENDSHAPES[slot], n)?;
+                    }
                     None => break,
                 }
             } else if seq.next_element::<IgnoredAny>()?.is_none() {
@@ -200,45 +237,106 @@ impl<'de, 'a> Visitor<'de> for ValuesSeed<'a> {
         if n != N {
             return Err(de::Error::custom(format!("expected {N} blendshape values, got {n}")));
         }
-        Ok(())
+        Ok(false)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
         self.out.fill(0.0);
         let mut seen = [false; N];
-        while let Some(idx) = map.next_key_seed(NameSeed)? {
-            if seen[idx] {
-                return Err(de::Error::custom(format!(
-                    "duplicate blendshape name \"{}\"",
-                    arkit::ARKIT_BLENDSHAPES[idx]
-                )));
+        let mut seen_pose = [false; NUM_POSE];
+        while let Some(name) = map.next_key_seed(NameSeed)? {
+            let (seen, kind, label, slot) = match name {
+                Name::Blendshape(i) => (
+                    &mut seen[i],
+                    "blendshape",
+                    arkit::ARKIT_BLENDSHAPES[i],
+                    &mut self.out[i],
+                ),
+                Name::Pose(k) => (&mut seen_pose[k], "pose", arkit::POSE_NAMES[k], &mut self.pose[k]),
+            };
+            if *seen {
+                return Err(de::Error::custom(format!("duplicate {kind} name \"{label}\"")));
             }
-            seen[idx] = true;
-            let v = map.next_value_seed(NumberSeed {
-                what: "a blendshape value",
-            })?;
-            self.out[idx] = value_f32(v, idx)?;
+            *seen = true;
+            let what = if kind == "pose" {
+                "a pose value"
+            } else {
+                "a blendshape value"
+            };
+            let v = map.next_value_seed(NumberSeed { what })?;
+            let index = match name {
+                Name::Blendshape(i) | Name::Pose(i) => i,
+            };
+            *slot = value_f32(v, kind, label, index)?;
+        }
+        Ok(seen_pose.iter().any(|&s| s))
+    }
+}
+
+/// `"pose"`: exactly 9 numbers in `POSE_NAMES` order.
+struct PoseSeed<'a> {
+    out: &'a mut [f32],
+}
+
+impl<'de> DeserializeSeed<'de> for PoseSeed<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PoseSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "\"pose\" as an array of {NUM_POSE} numbers")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut n = 0usize;
+        loop {
+            if n < NUM_POSE {
+                match seq.next_element_seed(NumberSeed { what: "a pose value" })? {
+                    Some(v) => self.out[n] = value_f32(v, "pose", arkit::POSE_NAMES[n], n)?,
+                    None => break,
+                }
+            } else if seq.next_element::<IgnoredAny>()?.is_none() {
+                break;
+            }
+            n += 1;
+        }
+        if n != NUM_POSE {
+            return Err(de::Error::custom(format!("expected {NUM_POSE} pose values, got {n}")));
         }
         Ok(())
     }
 }
 
-/// An ARKit blendshape name (case-insensitive) -> its index.
+/// A key of a `"blendshapes"` object: an ARKit blendshape name or a pose name (case-insensitive).
+#[derive(Clone, Copy)]
+enum Name {
+    Blendshape(usize),
+    Pose(usize),
+}
+
 struct NameSeed;
 
 impl<'de> DeserializeSeed<'de> for NameSeed {
-    type Value = usize;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+    type Value = Name;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Name, D::Error> {
         d.deserialize_str(self)
     }
 }
 
 impl<'de> Visitor<'de> for NameSeed {
-    type Value = usize;
+    type Value = Name;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an ARKit blendshape name")
+        f.write_str("an ARKit blendshape or pose name")
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<usize, E> {
-        arkit::index_of(v).ok_or_else(|| E::custom(format!("unknown blendshape name \"{v}\"")))
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Name, E> {
+        arkit::index_of(v)
+            .map(Name::Blendshape)
+            .or_else(|| arkit::pose_index_of(v).map(Name::Pose))
+            .ok_or_else(|| E::custom(format!("unknown blendshape name \"{v}\"")))
     }
 }

@@ -2,7 +2,7 @@
 
 use super::chunks::split_chunks;
 use super::*;
-use crate::arkit;
+use crate::arkit::{self, NUM_POSE};
 use proptest::prelude::*;
 
 fn row(ts: f64, vals: &[f32]) -> String {
@@ -12,6 +12,28 @@ fn row(ts: f64, vals: &[f32]) -> String {
 
 fn vals(seed: usize) -> Vec<f32> {
     (0..N).map(|k| ((seed * 31 + k * 7) % 1000) as f32 / 1000.0).collect()
+}
+
+/// One line through the fast path alone: (row, 52 values, 9 pose values).
+fn fast_line(line: &[u8], columns: Columns<'_>) -> Option<(LineRow, Vec<f32>, Vec<f32>)> {
+    let (mut values, mut pose) = (vec![0f32; N], vec![0f32; NUM_POSE]);
+    let mut slots = RowSlots {
+        values: &mut values,
+        pose: &mut pose,
+    };
+    let row = fast::parse_line(line, &mut slots, columns)?;
+    Some((row, values, pose))
+}
+
+/// One line through the serde_json fallback alone.
+fn slow_line(line: &[u8], columns: Columns<'_>) -> Result<(LineRow, Vec<f32>, Vec<f32>), String> {
+    let (mut values, mut pose) = (vec![0f32; N], vec![0f32; NUM_POSE]);
+    let mut slots = RowSlots {
+        values: &mut values,
+        pose: &mut pose,
+    };
+    let row = slow::parse_line(line, &mut slots, columns)?;
+    Ok((row, values, pose))
 }
 
 fn parse(s: &str) -> Result<Blendshapes, ParseError> {
@@ -305,12 +327,8 @@ fn fast_path_agrees_with_fallback() {
         ),
     ];
     for case in cases {
-        let mut a = vec![0f32; N];
-        let mut b = vec![0f32; N];
-        let ta = fast::parse_line(case.as_bytes(), &mut a).expect(&case);
-        let tb = slow::parse_line(case.as_bytes(), &mut b).unwrap();
-        assert_eq!(ta, tb, "{case}");
-        assert_eq!(a, b, "{case}");
+        let fast = fast_line(case.as_bytes(), None).expect(&case);
+        assert_eq!(Ok(fast), slow_line(case.as_bytes(), None), "{case}");
     }
 }
 
@@ -607,10 +625,11 @@ proptest! {
         // Every non-blank line through the serde_json fallback gives the same result.
         let body = text.strip_prefix('\u{FEFF}').unwrap_or(&text);
         for (r, line) in body.split('\n').filter(|l| !l.trim().is_empty()).enumerate() {
-            let mut out = vec![0f32; N];
-            let t = slow::parse_line(line.as_bytes(), &mut out).unwrap();
-            prop_assert_eq!(t, bs.timestamps[r]);
-            prop_assert_eq!(&out[..], &bs.values[r * N..(r + 1) * N]);
+            let (row, values, pose) = slow_line(line.as_bytes(), None).unwrap();
+            prop_assert_eq!(row.timestamp, bs.timestamps[r]);
+            prop_assert_eq!(&values[..], &bs.values[r * N..(r + 1) * N]);
+            prop_assert!(!row.has_pose);
+            prop_assert_eq!(pose, vec![0f32; NUM_POSE]);
         }
     }
 
@@ -634,12 +653,8 @@ proptest! {
         // Per line, the fast path never accepts what serde_json rejects, and agrees when both accept.
         let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
         for line in body.split(|&b| b == b'\n') {
-            let mut a = vec![0f32; N];
-            let mut b = vec![0f32; N];
-            if let Some(ta) = fast::parse_line(line, &mut a) {
-                let tb = slow::parse_line(line, &mut b);
-                prop_assert_eq!(Ok(ta), tb);
-                prop_assert_eq!(a, b);
+            if let Some(fast) = fast_line(line, None) {
+                prop_assert_eq!(Ok(fast), slow_line(line, None));
             }
         }
     }
