@@ -7,6 +7,7 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::arkit::OrderError;
 use crate::gather::GatherError;
 use crate::jsonl::DataFormatError;
 
@@ -26,6 +27,13 @@ impl From<DataFormatError> for PyErr {
             };
             build().unwrap_or_else(|_| PyValueError::new_err(message.clone()))
         })
+    }
+}
+
+/// An `order=` that is not a preset or not a permutation of the 52 names is a bad argument.
+impl From<OrderError> for PyErr {
+    fn from(err: OrderError) -> PyErr {
+        PyValueError::new_err(err.to_string())
     }
 }
 

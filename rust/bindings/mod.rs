@@ -18,9 +18,11 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // The version lives once, in Cargo.toml (pyproject.toml declares it dynamic).
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     arkit::add_constants(m)?;
+    m.add_function(wrap_pyfunction!(arkit::resolve_blendshape_order, m)?)?;
     m.add_function(wrap_pyfunction!(jsonl::read_blendshapes, m)?)?;
     m.add_function(wrap_pyfunction!(jsonl::parse_blendshapes_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(track::load_blendshapes, m)?)?;
+    m.add_function(wrap_pyfunction!(track::load_blendshapes_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(timing::frames_to_samples, m)?)?;
     m.add_function(wrap_pyfunction!(timing::frames_covered, m)?)?;
     m.add_function(wrap_pyfunction!(timing::resampled_length, m)?)?;
