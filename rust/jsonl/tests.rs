@@ -485,6 +485,9 @@ struct Frame {
     ws: Vec<String>,
     blank_after: bool,
     crlf: bool,
+    /// Written only in files with pose: as "pose" or, in object form when set, as names.
+    pose: Vec<f32>,
+    pose_as_names: bool,
 }
 
 fn frame_strategy() -> impl Strategy<Value = (f64, Frame)> {
@@ -501,9 +504,11 @@ fn frame_strategy() -> impl Strategy<Value = (f64, Frame)> {
         any::<(bool, bool, bool, bool, bool)>(),
         proptest::collection::vec(ws_strategy(), 8),
         prop_oneof![Just(0.0f64), 0.0f64..0.1],
+        proptest::collection::vec(prop_oneof![-3.2f32..3.2f32, proptest::num::f32::NORMAL], NUM_POSE),
+        any::<bool>(),
     )
         .prop_map(
-            |(_, vals, (ts_first, object_form, extra, blank_after, crlf), ws, step)| {
+            |(_, vals, (ts_first, object_form, extra, blank_after, crlf), ws, step, pose, pose_as_names)| {
                 (
                     step,
                     Frame {
@@ -515,21 +520,33 @@ fn frame_strategy() -> impl Strategy<Value = (f64, Frame)> {
                         ws,
                         blank_after,
                         crlf,
+                        pose,
+                        pose_as_names,
                     },
                 )
             },
         )
 }
 
-fn render(frames: &[Frame], bom: bool, final_newline: bool) -> String {
+/// A rendered valid file: positional rows in `order`, every row with pose or none.
+#[derive(Debug, Clone)]
+struct Rendered {
+    frames: Vec<Frame>,
+    text: String,
+    order: BlendshapeOrder,
+    with_pose: bool,
+}
+
+fn render(frames: &[Frame], bom: bool, final_newline: bool, order: &BlendshapeOrder, with_pose: bool) -> String {
     let mut s = String::new();
     if bom {
         s.push('\u{FEFF}');
     }
     for (i, f) in frames.iter().enumerate() {
         let w = &f.ws;
+        let pose_in_names = with_pose && f.object_form && f.pose_as_names;
         let body = if f.object_form {
-            let items: Vec<String> = f
+            let mut items: Vec<String> = f
                 .vals
                 .iter()
                 .enumerate()
@@ -544,9 +561,25 @@ fn render(frames: &[Frame], bom: bool, final_newline: bool) -> String {
                     format!("\"{name}\"{}:{}{v}", w[6], w[7])
                 })
                 .collect();
+            if pose_in_names {
+                for (k, v) in f.pose.iter().enumerate() {
+                    let name = arkit::POSE_NAMES[k];
+                    let name = if k % 2 == 0 {
+                        name.to_ascii_uppercase()
+                    } else {
+                        name.to_string()
+                    };
+                    items.push(format!("\"{name}\"{}:{}{v}", w[6], w[7]));
+                }
+            }
             format!("{{{}{}}}", w[5], items.join(","))
         } else {
-            let items: Vec<String> = f.vals.iter().map(|v| format!("{}{v}{}", w[6], w[7])).collect();
+            // File column j holds blendshape perm[j].
+            let items: Vec<String> = order
+                .permutation()
+                .iter()
+                .map(|&i| format!("{}{}{}", w[6], f.vals[i], w[7]))
+                .collect();
             format!("[{}{}]", w[5], items.join(","))
         };
         let ts = format!("\"timestamp\"{}:{}{:?}", w[1], w[2], f.ts);
@@ -554,6 +587,13 @@ fn render(frames: &[Frame], bom: bool, final_newline: bool) -> String {
         let mut parts = if f.ts_first { vec![ts, bs] } else { vec![bs, ts] };
         if f.extra {
             parts.insert(1, "\"frame\": 12".to_string());
+        }
+        if with_pose && !pose_in_names {
+            let p: Vec<String> = f.pose.iter().map(|v| format!("{}{v}{}", w[6], w[7])).collect();
+            parts.insert(
+                if f.ts_first { 0 } else { parts.len() },
+                format!("\"pose\"{}:[{}]", w[3], p.join(",")),
+            );
         }
         s.push_str(&format!("{}{{{}}}{}", w[0], parts.join(","), w[0]));
         let last = i + 1 == frames.len();
@@ -567,14 +607,24 @@ fn render(frames: &[Frame], bom: bool, final_newline: bool) -> String {
     s
 }
 
-fn valid_file() -> impl Strategy<Value = (Vec<Frame>, String)> {
+fn valid_file() -> impl Strategy<Value = Rendered> {
     (
         proptest::collection::vec(frame_strategy(), 1..8),
         0f64..100.0,
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
+        0..3u8,
     )
-        .prop_map(|(steps, t0, bom, final_newline)| {
+        .prop_map(|(steps, t0, bom, final_newline, with_pose, order_kind)| {
+            let order = match order_kind {
+                0 => BlendshapeOrder::live_link(),
+                1 => BlendshapeOrder::koemorph(),
+                _ => {
+                    let reversed: Vec<&str> = arkit::ARKIT_BLENDSHAPES.iter().rev().copied().collect();
+                    BlendshapeOrder::from_names(&reversed).unwrap()
+                }
+            };
             let mut t = t0;
             let frames: Vec<Frame> = steps
                 .into_iter()
@@ -584,8 +634,13 @@ fn valid_file() -> impl Strategy<Value = (Vec<Frame>, String)> {
                     f
                 })
                 .collect();
-            let text = render(&frames, bom, final_newline);
-            (frames, text)
+            let text = render(&frames, bom, final_newline, &order, with_pose);
+            Rendered {
+                frames,
+                text,
+                order,
+                with_pose,
+            }
         })
 }
 
@@ -611,39 +666,53 @@ proptest! {
     }
 
     #[test]
-    fn valid_files_round_trip((frames, text) in valid_file()) {
-        let bs = parse_jsonl_with_threads(text.as_bytes(), 1)
+    fn valid_files_round_trip(file in valid_file()) {
+        let Rendered { frames, text, order, with_pose } = file;
+        let opts = ParseOptions { order: order.clone(), timestamp_unit: TimestampUnit::Seconds };
+        let bs = parse_jsonl_with(text.as_bytes(), &opts, 1)
             .map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
         prop_assert_eq!(bs.rows(), frames.len());
+        prop_assert_eq!(bs.pose.is_some(), with_pose);
         for (r, f) in frames.iter().enumerate() {
             prop_assert_eq!(bs.timestamps[r], f.ts);
             for k in 0..N {
                 let got = bs.values[r * N + k];
                 prop_assert!(got == f.vals[k], "row {} col {}: {} vs {}", r, k, got, f.vals[k]);
             }
+            if let Some(pose) = &bs.pose {
+                prop_assert_eq!(&pose[r * NUM_POSE..(r + 1) * NUM_POSE], &f.pose[..]);
+            }
         }
         // Every non-blank line through the serde_json fallback gives the same result.
+        let columns = (!order.is_identity()).then(|| order.permutation());
         let body = text.strip_prefix('\u{FEFF}').unwrap_or(&text);
         for (r, line) in body.split('\n').filter(|l| !l.trim().is_empty()).enumerate() {
-            let (row, values, pose) = slow_line(line.as_bytes(), None).unwrap();
+            let (row, values, pose) = slow_line(line.as_bytes(), columns).unwrap();
             prop_assert_eq!(row.timestamp, bs.timestamps[r]);
             prop_assert_eq!(&values[..], &bs.values[r * N..(r + 1) * N]);
-            prop_assert!(!row.has_pose);
-            prop_assert_eq!(pose, vec![0f32; NUM_POSE]);
+            prop_assert_eq!(row.has_pose, with_pose);
+            let expected_pose = bs.pose.as_ref().map_or(vec![0f32; NUM_POSE], |p| p[r * NUM_POSE..(r + 1) * NUM_POSE].to_vec());
+            prop_assert_eq!(pose, expected_pose);
+            // And the fast path, where it takes the line, agrees.
+            if let Some(fast) = fast_line(line.as_bytes(), columns) {
+                prop_assert_eq!(Ok(fast), slow_line(line.as_bytes(), columns));
+            }
         }
     }
 
     #[test]
     fn corrupted_files_never_panic(
-        (_frames, text) in valid_file(),
+        file in valid_file(),
         pos in any::<proptest::sample::Index>(),
         byte in prop_oneof![any::<u8>(), proptest::sample::select(b"{}[]\",:.-+eE0 \n\r\tNx".to_vec())],
     ) {
-        let mut bytes = text.into_bytes();
+        let columns = (!file.order.is_identity()).then(|| file.order.permutation());
+        let mut bytes = file.text.clone().into_bytes();
         let at = pos.index(bytes.len());
         bytes[at] = byte;
         let nlines = bytes.iter().filter(|&&b| b == b'\n').count() + 1;
-        match parse_jsonl_with_threads(&bytes, 1) {
+        let opts = ParseOptions { order: file.order.clone(), timestamp_unit: TimestampUnit::Seconds };
+        match parse_jsonl_with(&bytes, &opts, 1) {
             Ok(bs) => prop_assert_eq!(bs.values.len(), bs.rows() * N),
             Err(e) => match e.line {
                 Some(line) => prop_assert!(line >= 1 && line <= nlines, "{} of {}", line, nlines),
@@ -653,8 +722,325 @@ proptest! {
         // Per line, the fast path never accepts what serde_json rejects, and agrees when both accept.
         let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
         for line in body.split(|&b| b == b'\n') {
-            if let Some(fast) = fast_line(line, None) {
-                prop_assert_eq!(Ok(fast), slow_line(line, None));
+            if let Some(fast) = fast_line(line, columns) {
+                prop_assert_eq!(Ok(fast), slow_line(line, columns));
+            }
+        }
+    }
+}
+
+// ---- column orders, pose, timestamp units ----
+
+/// Distinct value for blendshape `name` in row `r` (the same in every test below).
+fn value_of(name: &str, r: usize) -> f32 {
+    let i = arkit::ARKIT_BLENDSHAPES.iter().position(|n| *n == name).unwrap();
+    (r * 100 + i + 1) as f32 / 1000.0
+}
+
+/// A positional row whose column j holds the value of blendshape `columns[j]`.
+fn positional_row(ts: f64, r: usize, columns: &[&str], extra: &str) -> String {
+    let v: Vec<String> = columns.iter().map(|n| format!("{}", value_of(n, r))).collect();
+    format!("{{\"timestamp\": {ts}, \"blendshapes\": [{}]{extra}}}", v.join(", "))
+}
+
+/// Rows 0..rows as parsed output must be, in ARKIT_BLENDSHAPES order (looked up by name).
+fn expected_values(rows: usize) -> Vec<f32> {
+    (0..rows)
+        .flat_map(|r| arkit::ARKIT_BLENDSHAPES.iter().map(move |n| value_of(n, r)))
+        .collect()
+}
+
+fn options(order: BlendshapeOrder, timestamp_unit: TimestampUnit) -> ParseOptions {
+    ParseOptions { order, timestamp_unit }
+}
+
+#[test]
+fn koemorph_order_is_read_back_by_name() {
+    let text: String = (0..3)
+        .map(|r| positional_row(r as f64, r, &arkit::KOEMORPH_BLENDSHAPES, "") + "\n")
+        .collect();
+    let opts = options(BlendshapeOrder::koemorph(), TimestampUnit::Seconds);
+    let bs = parse_jsonl_with(text.as_bytes(), &opts, 1).unwrap();
+    assert_eq!(bs.values, expected_values(3));
+    // Spot checks by index: mouthRight is 21 and mouthLeft 22 in the output.
+    assert_eq!(bs.values[21], value_of("mouthRight", 0));
+    assert_eq!(bs.values[N + 15], value_of("jawRight", 1));
+    // Read as Live Link order, the swapped pairs land swapped.
+    let wrong = parse_jsonl_with_threads(text.as_bytes(), 1).unwrap();
+    assert_eq!(wrong.values[21], value_of("mouthLeft", 0));
+    assert_eq!(wrong.values[16], value_of("jawRight", 0));
+}
+
+#[test]
+fn a_custom_order_is_a_permutation_of_columns() {
+    // Reversed, with Live Link's capitalisation.
+    let columns: Vec<String> = arkit::ARKIT_BLENDSHAPES.iter().rev().map(|n| n.to_string()).collect();
+    let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let capitalised: Vec<String> = columns
+        .iter()
+        .map(|n| {
+            let mut c = n.clone();
+            c[..1].make_ascii_uppercase();
+            c
+        })
+        .collect();
+    let order = BlendshapeOrder::from_names(&capitalised).unwrap();
+    let text = format!(
+        "{}\n{}\n",
+        positional_row(0.0, 0, &refs, ""),
+        positional_row(0.1, 1, &refs, "")
+    );
+    let bs = parse_jsonl_with(text.as_bytes(), &options(order, TimestampUnit::Seconds), 1).unwrap();
+    assert_eq!(bs.values, expected_values(2));
+}
+
+#[test]
+fn name_keyed_rows_ignore_the_order() {
+    let text = "{\"timestamp\": 0, \"blendshapes\": {\"MouthLeft\": 0.25, \"jawRight\": 0.5}}\n";
+    for order in [BlendshapeOrder::live_link(), BlendshapeOrder::koemorph()] {
+        let bs = parse_jsonl_with(text.as_bytes(), &options(order, TimestampUnit::Seconds), 1).unwrap();
+        let mut expected = vec![0f32; N];
+        expected[22] = 0.25; // mouthLeft
+        expected[15] = 0.5; // jawRight
+        assert_eq!(bs.values, expected);
+    }
+}
+
+#[test]
+fn order_errors_in_values_name_the_blendshape_of_the_column() {
+    // 1e39 in file column 15, which is jawLeft in KoeMorph's order.
+    let mut v: Vec<String> = (0..N).map(|_| "0".to_string()).collect();
+    v[15] = "1e39".into();
+    let text = format!("{{\"timestamp\": 0, \"blendshapes\": [{}]}}", v.join(","));
+    let opts = options(BlendshapeOrder::koemorph(), TimestampUnit::Seconds);
+    let e = parse_jsonl_with(text.as_bytes(), &opts, 1).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "line 1: non-finite blendshape value {} (jawLeft, index 15): not representable as float32",
+            1e39
+        )
+    );
+}
+
+const POSE: [f32; NUM_POSE] = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, 0.8, -0.9];
+
+fn pose_array() -> String {
+    let p: Vec<String> = POSE.iter().map(|v| format!("{v}")).collect();
+    format!(", \"pose\": [{}]", p.join(", "))
+}
+
+#[test]
+fn pose_as_an_array_and_as_names_agree() {
+    let by_array: String = (0..2)
+        .map(|r| positional_row(r as f64, r, &arkit::ARKIT_BLENDSHAPES, &pose_array()) + "\n")
+        .collect();
+    // Live Link's capitalised names inside the blendshapes object, with every blendshape too.
+    let by_names: String = (0..2)
+        .map(|r| {
+            let mut items: Vec<String> = arkit::ARKIT_BLENDSHAPES
+                .iter()
+                .map(|n| format!("\"{n}\": {}", value_of(n, r)))
+                .collect();
+            for (k, name) in arkit::POSE_NAMES.iter().enumerate() {
+                let mut cap = name.to_string();
+                cap[..1].make_ascii_uppercase();
+                items.push(format!("\"{cap}\": {}", POSE[k]));
+            }
+            format!("{{\"timestamp\": {r}, \"blendshapes\": {{{}}}}}\n", items.join(", "))
+        })
+        .collect();
+    let expected_pose: Vec<f32> = POSE.iter().chain(POSE.iter()).copied().collect();
+    for text in [&by_array, &by_names] {
+        let bs = parse(text).unwrap();
+        assert_eq!(bs.values, expected_values(2));
+        assert_eq!(bs.pose.as_deref(), Some(&expected_pose[..]), "{text}");
+    }
+    // Fast path and fallback agree on the array form.
+    let line = by_array.lines().next().unwrap().as_bytes();
+    let fast = fast_line(line, None).unwrap();
+    assert!(fast.0.has_pose);
+    assert_eq!(fast.2, POSE.to_vec());
+    assert_eq!(Ok(fast), slow_line(line, None));
+    // No pose anywhere: None.
+    assert_eq!(parse(&row(0.0, &vals(0))).unwrap().pose, None);
+}
+
+#[test]
+fn missing_pose_names_are_zero() {
+    let text = "{\"timestamp\": 0, \"blendshapes\": {\"HeadPitch\": 0.5, \"jawOpen\": 0.25}}\n\
+                {\"timestamp\": 1, \"blendshapes\": {\"rightEyeRoll\": -1}}\n";
+    let bs = parse(text).unwrap();
+    let mut pose = vec![0f32; 2 * NUM_POSE];
+    pose[1] = 0.5;
+    pose[NUM_POSE + 8] = -1.0;
+    assert_eq!(bs.pose, Some(pose));
+    assert_eq!(bs.values[17], 0.25);
+}
+
+#[test]
+fn pose_errors_name_the_line() {
+    let good = numbers(N);
+    let non_finite = format!(
+        "non-finite pose value {} (rightEyeRoll, index 8): not representable as float32",
+        1e39
+    );
+    let cases: [(&str, &str); 7] = [
+        (
+            "{\"timestamp\": 2, \"blendshapes\": {\"headYaw\": 1}, \"pose\": [0,0,0,0,0,0,0,0,0]}",
+            "pose given twice: as \"pose\" and as head/eye names in \"blendshapes\"",
+        ),
+        (
+            "{\"timestamp\": 2, \"blendshapes\": [GOOD], \"pose\": [0,0,0,0,0,0,0,0]}",
+            "expected 9 pose values, got 8",
+        ),
+        (
+            "{\"timestamp\": 2, \"blendshapes\": [GOOD], \"pose\": [0,0,0,0,0,0,0,0,0,0]}",
+            "expected 9 pose values, got 10",
+        ),
+        (
+            "{\"timestamp\": 2, \"blendshapes\": [GOOD], \"pose\": [0,0,0,0,0,0,0,0,1e39]}",
+            &non_finite,
+        ),
+        (
+            "{\"timestamp\": 2, \"blendshapes\": [GOOD], \"pose\": [0,0,0,0,0,0,0,0,0], \"pose\": [0,0,0,0,0,0,0,0,0]}",
+            "duplicate key \"pose\"",
+        ),
+        (
+            "{\"timestamp\": 2, \"blendshapes\": {\"HEADYAW\": 1, \"headYaw\": 2}}",
+            "duplicate pose name \"headYaw\"",
+        ),
+        (
+            "{\"timestamp\": 2, \"blendshapes\": [GOOD], \"pose\": {\"headYaw\": 1}}",
+            "invalid type: map, expected \"pose\" as an array of 9 numbers",
+        ),
+    ];
+    for (bad, message) in cases {
+        let bad = bad.replace("GOOD", &good);
+        // Two rows with pose before it, so the pose rule itself is not what fails.
+        let text = format!(
+            "{}\n{}\n\n{bad}\n",
+            row(0.0, &vals(0)).replace("]}", &format!("]{}}}", pose_array())),
+            row(1.0, &vals(1)).replace("]}", &format!("]{}}}", pose_array())),
+        );
+        let e = err(&text);
+        assert_eq!(e.line, Some(4), "{e} for {bad}");
+        assert_eq!(e.message, message, "for {bad}");
+    }
+}
+
+#[test]
+fn pose_on_some_rows_only_is_an_error_at_the_first_odd_row() {
+    let with = |t: f64, r: usize| row(t, &vals(r)).replace("]}", &format!("]{}}}", pose_array()));
+    let text = format!("{}\n\n{}\n{}\n", with(0.0, 0), row(1.0, &vals(1)), with(2.0, 2));
+    let e = err(&text);
+    assert_eq!(
+        e.to_string(),
+        "line 3: this row has no pose but earlier rows do (either every row has pose or none)"
+    );
+    let text = format!("{}\n{}\n", row(0.0, &vals(0)), with(1.0, 1));
+    let e = err(&text);
+    assert_eq!(
+        e.to_string(),
+        "line 2: this row has pose but earlier rows do not (either every row has pose or none)"
+    );
+}
+
+#[test]
+fn timestamp_units_are_divided_into_seconds() {
+    let text = format!("{}\n{}\n", row(1500.0, &vals(0)), row(1533.0, &vals(1)));
+    let ms = parse_jsonl_with(
+        text.as_bytes(),
+        &options(BlendshapeOrder::live_link(), TimestampUnit::Milliseconds),
+        1,
+    );
+    assert_eq!(ms.unwrap().timestamps, vec![1500.0 / 1e3, 1533.0 / 1e3]);
+    let us = parse_jsonl_with(
+        text.as_bytes(),
+        &options(BlendshapeOrder::live_link(), TimestampUnit::Microseconds),
+        1,
+    );
+    assert_eq!(us.unwrap().timestamps, vec![1500.0 / 1e6, 1533.0 / 1e6]);
+    // Errors quote the timestamps as written.
+    let text = format!("{}\n{}\n", row(1500.0, &vals(0)), row(1499.0, &vals(1)));
+    let e = parse_jsonl_with(
+        text.as_bytes(),
+        &options(BlendshapeOrder::live_link(), TimestampUnit::Milliseconds),
+        1,
+    )
+    .unwrap_err();
+    assert_eq!(e.line, Some(2));
+    assert!(
+        e.message
+            .starts_with("timestamp 1499 is less than the previous timestamp 1500"),
+        "{e}"
+    );
+    assert_eq!(TimestampUnit::parse("ms"), Some(TimestampUnit::Milliseconds));
+    assert_eq!(TimestampUnit::parse("ns"), None);
+}
+
+/// `big_input` with a pose on every row, its blendshapes in KoeMorph's order.
+fn big_input_with_pose(rows: usize) -> String {
+    big_input(rows)
+        .lines()
+        .map(|l| {
+            if l.trim().is_empty() {
+                l.to_string()
+            } else {
+                l.replace("]}", &format!("]{}}}", pose_array()))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn parallel_equals_serial_with_pose_and_an_order() {
+    let text = big_input_with_pose(12_000);
+    assert!(text.len() > 4 * PARALLEL_THRESHOLD);
+    let opts = options(BlendshapeOrder::koemorph(), TimestampUnit::Milliseconds);
+    let one = parse_jsonl_with(text.as_bytes(), &opts, 1).unwrap();
+    assert_eq!(one.rows(), 12_000);
+    assert_eq!(one.pose.as_ref().map(Vec::len), Some(12_000 * NUM_POSE));
+    assert_eq!(&one.pose.as_ref().unwrap()[NUM_POSE..2 * NUM_POSE], &POSE[..]);
+    // The order only swaps the two pairs.
+    let plain = parse_jsonl_with_threads(text.as_bytes(), 1).unwrap();
+    for r in [0, 5_999, 11_999] {
+        let (a, b) = (&one.values[r * N..(r + 1) * N], &plain.values[r * N..(r + 1) * N]);
+        assert_eq!((a[15], a[16], a[21], a[22]), (b[16], b[15], b[22], b[21]));
+        assert_eq!(a[..15], b[..15]);
+        assert_eq!(a[23..], b[23..]);
+        assert_eq!(one.timestamps[r], plain.timestamps[r] / 1e3);
+    }
+    for threads in [2, 3, 4] {
+        assert_eq!(
+            one,
+            parse_jsonl_with(text.as_bytes(), &opts, threads).unwrap(),
+            "threads={threads}"
+        );
+    }
+}
+
+#[test]
+fn parallel_pose_mismatch_reports_the_serial_line() {
+    let text = big_input_with_pose(12_000);
+    let starts = line_starts(&text);
+    for threads in [2usize, 4] {
+        for chunk in 1..threads {
+            let split = text.len() * chunk / threads;
+            let first_line_of_chunk = starts.iter().position(|&s| s > split).unwrap();
+            for target in first_line_of_chunk.saturating_sub(2)..first_line_of_chunk + 2 {
+                let mut lines: Vec<String> = text.lines().map(String::from).collect();
+                if lines[target].trim().is_empty() {
+                    continue;
+                }
+                lines[target] = lines[target].replace(&pose_array(), "");
+                let joined = lines.join("\n");
+                for t in [1, threads] {
+                    let e = parse_jsonl_with_threads(joined.as_bytes(), t).unwrap_err();
+                    assert_eq!(e.line, Some(target + 1), "threads={t}: {e}");
+                    assert!(e.message.contains("has no pose"), "{e}");
+                }
             }
         }
     }
