@@ -168,7 +168,9 @@ pub const CAPTURE_FPS_RANGE: std::ops::RangeInclusive<f64> = 10.0..=240.0;
 /// Why a detected frame rate is not a capture's, with a hint at the timestamp unit when the
 /// median step says what it probably is (`step` in seconds, after dividing by `unit`).
 pub fn capture_rate_problem(fps: f64, step: f64, unit: TimestampUnit) -> Option<String> {
-    if CAPTURE_FPS_RANGE.contains(&fps) {
+    // Rounding slack: a 240 fps capture's median step may read as 240.00000001 fps.
+    let slack = 1e-6;
+    if fps >= CAPTURE_FPS_RANGE.start() * (1.0 - slack) && fps <= CAPTURE_FPS_RANGE.end() * (1.0 + slack) {
         return None;
     }
     let detected = format!("detected {} fps (median timestamp step {} s)", short(fps), short(step));
@@ -385,5 +387,73 @@ mod tests {
         assert_eq!(out.rows(), 61);
         assert_eq!(out.values.len(), 61 * N);
         assert!((out.timestamps[60] - 2.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn pose_uses_exactly_the_blendshapes_weights() {
+        // 24 -> 30 fps (alphas 0.8, 0.6, 0.4, 0.2): pose column k copies blendshape column
+        // 5k + 3, so its converted values must be bit-identical to that column's.
+        let ts: Vec<f64> = (0..9).map(|i| 0.5 + i as f64 / 24.0).collect();
+        let mut src = make(ts);
+        for (r, v) in src.values.iter_mut().enumerate() {
+            *v = ((r * 7919) % 1000) as f32 / 997.0;
+        }
+        let pose: Vec<f32> = (0..9 * NUM_POSE)
+            .map(|j| src.values[(j / NUM_POSE) * N + 5 * (j % NUM_POSE) + 3])
+            .collect();
+        src.pose = Some(pose);
+        let out = conform_fps(src, 30.0);
+        assert_eq!(out.rows(), 11); // floor(8/24 * 30) + 1
+        let pose = out.pose.as_ref().unwrap();
+        assert_eq!(pose.len(), 11 * NUM_POSE);
+        for k in 0..11 {
+            for p in 0..NUM_POSE {
+                assert_eq!(
+                    pose[k * NUM_POSE + p].to_bits(),
+                    out.values[k * N + 5 * p + 3].to_bits()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pose_interpolates_to_exact_values() {
+        // 32 -> 64 fps: every other target frame is a midpoint (dyadic times and values: exact).
+        let ts: Vec<f64> = (0..4).map(|i| 2.0 + i as f64 / 32.0).collect();
+        let mut src = make(ts);
+        let head_yaw = [0.5f32, -0.25, 1.0, 0.75];
+        let mut pose = vec![0f32; 4 * NUM_POSE];
+        for (r, v) in head_yaw.iter().enumerate() {
+            pose[r * NUM_POSE] = *v;
+            pose[r * NUM_POSE + 8] = r as f32;
+        }
+        src.pose = Some(pose);
+        let out = conform_fps(src, 64.0);
+        assert_eq!(out.rows(), 7);
+        let got: Vec<f32> = (0..7).map(|k| out.pose.as_ref().unwrap()[k * NUM_POSE]).collect();
+        assert_eq!(got, vec![0.5, 0.125, -0.25, 0.375, 1.0, 0.875, 0.75]);
+        let got: Vec<f32> = (0..7).map(|k| out.pose.as_ref().unwrap()[k * NUM_POSE + 8]).collect();
+        assert_eq!(got, vec![0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]);
+        assert_eq!(out.timestamps[3], 2.0 + 3.0 / 64.0);
+    }
+
+    #[test]
+    fn capture_rate_messages() {
+        assert_eq!(capture_rate_problem(30.0, 1.0 / 30.0, TimestampUnit::Seconds), None);
+        assert_eq!(
+            capture_rate_problem(1.0 / 33.3, 33.3, TimestampUnit::Seconds).unwrap(),
+            "detected 0.03 fps (median timestamp step 33.3 s): timestamps look like milliseconds; \
+             pass timestamp_unit=\"ms\""
+        );
+        // Already microseconds: no smaller unit to suggest.
+        assert_eq!(
+            capture_rate_problem(1.0 / 33.3, 33.3, TimestampUnit::Microseconds).unwrap(),
+            "detected 0.03 fps (median timestamp step 33.3 s) with timestamp_unit=\"us\": outside the 10-240 fps \
+             a capture can have"
+        );
+        assert_eq!(short(33.333333), "33.3");
+        assert_eq!(short(0.0300003), "0.03");
+        assert_eq!(short(16666.67), "16667");
+        assert_eq!(short(2.5), "2.5");
     }
 }
