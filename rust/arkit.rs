@@ -213,7 +213,7 @@ impl fmt::Display for OrderError {
             } => {
                 write!(
                     f,
-                    "a blendshape order must name each of the {NUM_BLENDSHAPES} ARKit blendshapes exactly once; got {columns} names"
+                    "a blendshape order must name each of the {NUM_BLENDSHAPES} ARKit blendshapes exactly once; the list has {columns}"
                 )?;
                 if !missing.is_empty() {
                     write!(f, "; missing: {}", missing.join(", "))?;
@@ -378,14 +378,14 @@ mod tests {
         );
         assert_eq!(
             e.to_string(),
-            "a blendshape order must name each of the 52 ARKit blendshapes exactly once; got 53 names; \
+            "a blendshape order must name each of the 52 ARKit blendshapes exactly once; the list has 53; \
              missing: jawOpen; repeated: eyeBlinkLeft; unknown: \"smile\""
         );
         // Too short.
         let e = BlendshapeOrder::from_names(&ARKIT_BLENDSHAPES[..50]).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "a blendshape order must name each of the 52 ARKit blendshapes exactly once; got 50 names; \
+            "a blendshape order must name each of the 52 ARKit blendshapes exactly once; the list has 50; \
              missing: noseSneerRight, tongueOut"
         );
     }
