@@ -1,8 +1,37 @@
 """Type stubs for the Rust extension ``koemorph_data._core``."""
 from collections.abc import Sequence
+from typing import final
 
 import numpy as np
 import numpy.typing as npt
+
+# pyo3 lists every name the module adds.
+__all__ = [
+    "__version__",
+    "ARKIT_BLENDSHAPES",
+    "NUM_BLENDSHAPES",
+    "KOEMORPH_BLENDSHAPES",
+    "POSE_NAMES",
+    "NUM_POSE",
+    "resolve_blendshape_order",
+    "read_blendshapes",
+    "parse_blendshapes_bytes",
+    "load_blendshapes",
+    "load_blendshapes_bytes",
+    "frames_to_samples",
+    "frames_covered",
+    "resampled_length",
+    "plan_epoch",
+    "rank_share",
+    "worker_block",
+    "assign_files_to_ranks",
+    "lane_plan",
+    "gather_windows",
+    "gather_batch",
+    "gather_batch_async",
+    "GatherTicket",
+    "_panic_for_test",
+]
 
 __version__: str
 ARKIT_BLENDSHAPES: tuple[str, ...]
@@ -99,6 +128,7 @@ def gather_batch(
     """Audio and blendshape windows of a batch in one GIL-free call (frame_starts in rows of
     blendshape_out's trailing shape). Validates everything before writing; ValueError on bad input."""
 
+@final
 class GatherTicket:
     """A background gather: keeps its arrays alive; dropping it waits for the copy."""
 
