@@ -1,7 +1,7 @@
 //! The driver: splits the input at newlines, counts rows, parses chunks (in parallel for
 //! large inputs) into one preallocated output and picks the first error in line order.
 
-use super::{parse_line, Blendshapes, LineFormat, ParseError, RowSlots, N};
+use super::{parse_line, Blendshapes, Columns, ParseError, RowSlots, N};
 use crate::arkit::NUM_POSE;
 
 #[inline]
@@ -74,7 +74,7 @@ struct ChunkOutput<'a> {
 
 /// Parse every line of `chunk` (whose first line is `first_line`) into `out`. Checks inside
 /// the chunk that timestamps do not decrease and that every row has pose or none does.
-fn parse_chunk(chunk: &[u8], first_line: usize, how: LineFormat<'_>, out: ChunkOutput<'_>) -> ChunkOutcome {
+fn parse_chunk(chunk: &[u8], first_line: usize, columns: Columns<'_>, out: ChunkOutput<'_>) -> ChunkOutcome {
     let mut line_no = first_line;
     let mut row = 0usize;
     let mut start = 0usize;
@@ -90,11 +90,14 @@ fn parse_chunk(chunk: &[u8], first_line: usize, how: LineFormat<'_>, out: ChunkO
         let line = &chunk[start..end];
         start = end + 1;
         if !is_blank(line) {
+            // The slices have the arrays' lengths by construction.
             let mut slots = RowSlots {
-                values: &mut out.values[row * N..(row + 1) * N],
-                pose: &mut out.pose[row * NUM_POSE..(row + 1) * NUM_POSE],
+                values: (&mut out.values[row * N..(row + 1) * N]).try_into().expect("52 values"),
+                pose: (&mut out.pose[row * NUM_POSE..(row + 1) * NUM_POSE])
+                    .try_into()
+                    .expect("9 pose values"),
             };
-            let parsed = match parse_line(line, &mut slots, how.columns) {
+            let parsed = match parse_line(line, &mut slots, columns) {
                 Ok(parsed) => parsed,
                 Err(msg) => return fail(ParseError::at(line_no, msg), first, prev),
             };
@@ -119,7 +122,7 @@ fn parse_chunk(chunk: &[u8], first_line: usize, how: LineFormat<'_>, out: ChunkO
                 }
                 Some(_) => {}
             }
-            out.timestamps[row] = t / how.per_second;
+            out.timestamps[row] = t;
             prev = t;
             row += 1;
         }
@@ -161,7 +164,7 @@ fn finish(values: Vec<f32>, timestamps: Vec<f64>, pose: Vec<f32>, has_pose: bool
     }
 }
 
-pub(super) fn parse_serial(bytes: &[u8], how: LineFormat<'_>) -> Result<Blendshapes, ParseError> {
+pub(super) fn parse_serial(bytes: &[u8], columns: Columns<'_>) -> Result<Blendshapes, ParseError> {
     let (_, rows) = count_lines(bytes);
     if rows == 0 {
         return Err(no_frames());
@@ -175,7 +178,7 @@ pub(super) fn parse_serial(bytes: &[u8], how: LineFormat<'_>) -> Result<Blendsha
         pose: &mut pose,
         timestamps: &mut timestamps,
     };
-    let outcome = parse_chunk(bytes, 1, how, out);
+    let outcome = parse_chunk(bytes, 1, columns, out);
     match outcome.error {
         Some(e) => Err(e),
         None => Ok(finish(
@@ -211,7 +214,7 @@ pub(super) fn split_chunks(bytes: &[u8], parts: usize) -> Vec<&[u8]> {
 
 /// On scoped threads (crate::pool::scoped_map), not a pool: validation parses in the training
 /// process right before torch forks its workers, and this leaves no thread behind.
-pub(super) fn parse_parallel(bytes: &[u8], how: LineFormat<'_>, threads: usize) -> Result<Blendshapes, ParseError> {
+pub(super) fn parse_parallel(bytes: &[u8], columns: Columns<'_>, threads: usize) -> Result<Blendshapes, ParseError> {
     use crate::pool::scoped_map;
 
     // A few chunks per thread, so a thread that got descheduled does not hold up the others.
@@ -249,8 +252,9 @@ pub(super) fn parse_parallel(bytes: &[u8], how: LineFormat<'_>, threads: usize) 
             line += lines;
         }
     }
-    let outcomes: Vec<ChunkOutcome> =
-        scoped_map(jobs, threads, |(chunk, line, out)| parse_chunk(chunk, line, how, out));
+    let outcomes: Vec<ChunkOutcome> = scoped_map(jobs, threads, |(chunk, line, out)| {
+        parse_chunk(chunk, line, columns, out)
+    });
 
     // Pick the first error in line order, including the checks that span chunk boundaries
     // (timestamps going backwards, pose on some rows only), in the order a serial parse makes them.

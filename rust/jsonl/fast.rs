@@ -2,6 +2,7 @@
 //! fully recognise; it never accepts input that serde_json would reject.
 
 use super::{Columns, LineRow, RowSlots, N};
+use crate::arkit::NUM_POSE;
 
 const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
@@ -278,12 +279,11 @@ impl<'a> Cur<'a> {
         Some(())
     }
 
-    /// `[` n1 `,` ... nK `]` (K = `out.len()`) written straight into `out`; values must be
+    /// `[` n1 `,` ... nW `]` written straight into `out`; values must be
     /// finite as f32.
     #[inline(always)]
-    fn values(&mut self, out: &mut [f32]) -> Option<()> {
+    fn values<const W: usize>(&mut self, out: &mut [f32; W]) -> Option<()> {
         self.eat(b'[')?;
-        let count = out.len();
         for (k, slot) in out.iter_mut().enumerate() {
             self.ws();
             let v = self.number()? as f32;
@@ -292,16 +292,17 @@ impl<'a> Cur<'a> {
             }
             *slot = v;
             self.ws();
-            if k + 1 < count {
+            if k + 1 < W {
                 self.eat(b',')?;
             }
         }
         self.eat(b']')
     }
 
-    /// `[` n1 `,` ... n52 `]` with file column `j` written to `out[perm[j]]`.
-    #[inline(always)]
-    fn permuted_values(&mut self, out: &mut [f32], perm: &[usize; N]) -> Option<()> {
+    /// `[` n1 `,` ... n52 `]` with file column `j` written to `out[perm[j]]`. Not inlined, like
+    /// `pose`: the identity order's loop in `parse_line` stays as lean as it was without them.
+    #[inline(never)]
+    fn permuted_values(&mut self, out: &mut [f32; N], perm: &[usize; N]) -> Option<()> {
         self.eat(b'[')?;
         for (k, &slot) in perm.iter().enumerate() {
             self.ws();
@@ -317,10 +318,18 @@ impl<'a> Cur<'a> {
         }
         self.eat(b']')
     }
+
+    /// `"pose"`'s 9 numbers.
+    #[inline(never)]
+    fn pose(&mut self, out: &mut [f32; NUM_POSE]) -> Option<()> {
+        self.values(out)
+    }
 }
 
 /// The fast path. `None` means "not recognised": the caller falls back to serde_json.
 /// Handles array-valued `"blendshapes"` and `"pose"`; object-valued ones go to serde_json.
+/// Not inlined into the driver's loop: its number loop keeps the registers to itself.
+#[inline(never)]
 pub(super) fn parse_line(line: &[u8], slots: &mut RowSlots<'_>, columns: Columns<'_>) -> Option<LineRow> {
     let mut c = Cur { s: line, i: 0 };
     c.ws();
@@ -356,7 +365,7 @@ pub(super) fn parse_line(line: &[u8], slots: &mut RowSlots<'_>, columns: Columns
                     if have_pose {
                         return None;
                     }
-                    c.values(slots.pose)?;
+                    c.pose(slots.pose)?;
                     have_pose = true;
                 }
                 _ => c.skip_value(0)?,

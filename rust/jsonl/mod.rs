@@ -35,7 +35,7 @@ mod slow;
 #[cfg(test)]
 mod tests;
 
-use crate::arkit::{BlendshapeOrder, NUM_BLENDSHAPES};
+use crate::arkit::{BlendshapeOrder, NUM_BLENDSHAPES, NUM_POSE};
 
 pub use chunks::line_of_row;
 use chunks::{parse_parallel, parse_serial};
@@ -126,15 +126,19 @@ pub fn parse_jsonl_with(bytes: &[u8], options: &ParseOptions, threads: usize) ->
     let threads = if threads == 0 { crate::pool::threads() } else { threads };
     // No point in chunks smaller than ~256 KiB (and no thread per byte for silly thread counts).
     let threads = threads.min(bytes.len() / (256 << 10)).max(1);
-    let how = LineFormat {
-        // The identity order takes the fast path's straight copy.
-        columns: (!options.order.is_identity()).then(|| options.order.permutation()),
-        per_second: options.timestamp_unit.per_second(),
+    // The identity order takes the fast path's straight copy.
+    let columns = (!options.order.is_identity()).then(|| options.order.permutation());
+    let mut bs = if threads <= 1 || bytes.len() < PARALLEL_THRESHOLD {
+        parse_serial(bytes, columns)?
+    } else {
+        parse_parallel(bytes, columns, threads)?
     };
-    if threads <= 1 || bytes.len() < PARALLEL_THRESHOLD {
-        return parse_serial(bytes, how);
+    // Checked as written (errors quote timestamps so), then divided into seconds.
+    let per_second = options.timestamp_unit.per_second();
+    if per_second != 1.0 {
+        bs.timestamps.iter_mut().for_each(|t| *t /= per_second);
     }
-    parse_parallel(bytes, how, threads)
+    Ok(bs)
 }
 
 /// The bytes of the file at `path`; an unreadable file is a DataFormatError of the whole file.
@@ -161,17 +165,11 @@ pub fn parse_document(
 /// File column `j` of positional blendshapes goes to output index `perm[j]`; None: identity.
 type Columns<'a> = Option<&'a [usize; N]>;
 
-/// What the driver needs to parse lines: the column order and the timestamp unit.
-#[derive(Clone, Copy)]
-struct LineFormat<'a> {
-    columns: Columns<'a>,
-    per_second: f64,
-}
-
 /// One row's output: 52 blendshape values and 9 pose values (left 0 when the row has none).
+/// Fixed-size, so the fast path's number loops have constant bounds.
 struct RowSlots<'a> {
-    values: &'a mut [f32],
-    pose: &'a mut [f32],
+    values: &'a mut [f32; N],
+    pose: &'a mut [f32; NUM_POSE],
 }
 
 /// What a line gave besides its values: its timestamp (in the file's unit) and whether it has pose.

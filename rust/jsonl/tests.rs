@@ -16,24 +16,24 @@ fn vals(seed: usize) -> Vec<f32> {
 
 /// One line through the fast path alone: (row, 52 values, 9 pose values).
 fn fast_line(line: &[u8], columns: Columns<'_>) -> Option<(LineRow, Vec<f32>, Vec<f32>)> {
-    let (mut values, mut pose) = (vec![0f32; N], vec![0f32; NUM_POSE]);
+    let (mut values, mut pose) = ([0f32; N], [0f32; NUM_POSE]);
     let mut slots = RowSlots {
         values: &mut values,
         pose: &mut pose,
     };
     let row = fast::parse_line(line, &mut slots, columns)?;
-    Some((row, values, pose))
+    Some((row, values.to_vec(), pose.to_vec()))
 }
 
 /// One line through the serde_json fallback alone.
 fn slow_line(line: &[u8], columns: Columns<'_>) -> Result<(LineRow, Vec<f32>, Vec<f32>), String> {
-    let (mut values, mut pose) = (vec![0f32; N], vec![0f32; NUM_POSE]);
+    let (mut values, mut pose) = ([0f32; N], [0f32; NUM_POSE]);
     let mut slots = RowSlots {
         values: &mut values,
         pose: &mut pose,
     };
     let row = slow::parse_line(line, &mut slots, columns)?;
-    Ok((row, values, pose))
+    Ok((row, values.to_vec(), pose.to_vec()))
 }
 
 fn parse(s: &str) -> Result<Blendshapes, ParseError> {
