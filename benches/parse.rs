@@ -12,7 +12,10 @@ fn make_input(target_bytes: usize) -> Vec<u8> {
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     let mut row = 0usize;
     while out.len() < target_bytes {
-        out.push_str(&format!("{{\"timestamp\": {:.4}, \"blendshapes\": [", row as f64 / 60.0));
+        out.push_str(&format!(
+            "{{\"timestamp\": {:.4}, \"blendshapes\": [",
+            row as f64 / 60.0
+        ));
         for k in 0..52 {
             x ^= x << 13;
             x ^= x >> 7;

@@ -1,7 +1,7 @@
 //! Frame-rate detection and conversion of blendshape sequences.
 
-use crate::arkit::NUM_BLENDSHAPES;
-use crate::jsonl::Blendshapes;
+use crate::arkit::{NUM_BLENDSHAPES, NUM_POSE};
+use crate::jsonl::{Blendshapes, TimestampUnit};
 
 const N: usize = NUM_BLENDSHAPES;
 
@@ -87,16 +87,64 @@ pub fn first_long_gap(timestamps: &[f64]) -> Option<(usize, f64)> {
         .map(|i| (i + 1, timestamps[i + 1] - timestamps[i]))
 }
 
-/// Resample onto the target grid by linear interpolation in time when needs_conversion, else
-/// return the input unchanged (moved, no copy).
-///
+/// Where target frame k falls among the rows: row `i` and the weight `alpha` of row `i + 1`
+/// (0: row `i` as is).
+type GridPoint = (usize, f64);
+
 /// Time is measured from the first timestamp; target frame k sits at t = k / target_fps for
 /// k = 0 ..= floor(span * target_fps + 1e-9). For t, i is the last row with
 /// ts[i] - ts[0] <= t (+1e-9 s of slack, so a target time that coincides with a source frame up
-/// to rounding noise takes that frame's values exactly); the last row's values are used as is,
-/// otherwise rows i and i+1 are interpolated linearly (ts[i+1] > t, so no division by zero even
-/// with repeated timestamps). Computed in f64, stored as f32. Output timestamps are
-/// first + k / target_fps. O(rows + frames).
+/// to rounding noise takes that frame's values exactly); the last row is used as is, otherwise
+/// rows i and i+1 are interpolated with alpha = (t - ts[i]) / (ts[i+1] - ts[i]) (ts[i+1] > t, so
+/// no division by zero even with repeated timestamps).
+fn resampling_grid(ts: &[f64], target_fps: f64) -> Vec<GridPoint> {
+    let rows = ts.len();
+    let t0 = ts[0];
+    // The span bounds the frame count: with the load path's gap and capture-rate checks, at most
+    // rows * MAX_GAP_S * target_fps + 1 frames.
+    let frames = last_frame_index(ts[rows - 1] - t0, target_fps) + 1;
+    let mut grid = Vec::with_capacity(frames);
+    let mut i = 0usize;
+    for k in 0..frames {
+        let t = k as f64 / target_fps;
+        while i + 1 < rows && ts[i + 1] - t0 <= t + EPS {
+            i += 1;
+        }
+        let alpha = if i + 1 == rows {
+            0.0
+        } else {
+            let ta = ts[i] - t0;
+            let tb = ts[i + 1] - t0;
+            ((t - ta) / (tb - ta)).clamp(0.0, 1.0)
+        };
+        grid.push((i, alpha));
+    }
+    grid
+}
+
+/// A row-major track of `width` values per row, sampled at `grid` (computed in f64, stored as f32).
+fn resample(track: &[f32], width: usize, grid: &[GridPoint]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(grid.len() * width);
+    for &(i, alpha) in grid {
+        let a = &track[i * width..(i + 1) * width];
+        if alpha == 0.0 {
+            out.extend_from_slice(a);
+        } else {
+            let b = &track[(i + 1) * width..(i + 2) * width];
+            out.extend(
+                a.iter()
+                    .zip(b)
+                    .map(|(&x, &y)| (x as f64 + (y as f64 - x as f64) * alpha) as f32),
+            );
+        }
+    }
+    out
+}
+
+/// Resample onto the target grid by linear interpolation in time when needs_conversion, else
+/// return the input unchanged (moved, no copy). Pose (if any) is resampled with exactly the
+/// blendshapes' weights (see `resampling_grid`). Output timestamps are first + k / target_fps.
+/// O(rows + frames).
 pub fn conform_fps(bs: Blendshapes, target_fps: f64) -> Blendshapes {
     let ts = &bs.timestamps;
     let rows = ts.len();
@@ -104,37 +152,74 @@ pub fn conform_fps(bs: Blendshapes, target_fps: f64) -> Blendshapes {
         return bs;
     }
     debug_assert_eq!(bs.values.len(), rows * N);
+    let grid = resampling_grid(ts, target_fps);
     let t0 = ts[0];
-    let frames = last_frame_index(ts[rows - 1] - t0, target_fps) + 1;
-    let mut values = Vec::with_capacity(frames * N);
-    let mut timestamps = Vec::with_capacity(frames);
-    let mut i = 0usize;
-    for k in 0..frames {
-        let t = k as f64 / target_fps;
-        while i + 1 < rows && ts[i + 1] - t0 <= t + EPS {
-            i += 1;
-        }
-        let a = &bs.values[i * N..(i + 1) * N];
-        if i + 1 == rows {
-            values.extend_from_slice(a);
-        } else {
-            let ta = ts[i] - t0;
-            let tb = ts[i + 1] - t0;
-            let alpha = ((t - ta) / (tb - ta)).clamp(0.0, 1.0);
-            if alpha == 0.0 {
-                values.extend_from_slice(a);
-            } else {
-                let b = &bs.values[(i + 1) * N..(i + 2) * N];
-                values.extend(
-                    a.iter()
-                        .zip(b)
-                        .map(|(&x, &y)| (x as f64 + (y as f64 - x as f64) * alpha) as f32),
-                );
-            }
-        }
-        timestamps.push(t0 + t);
+    Blendshapes {
+        values: resample(&bs.values, N, &grid),
+        timestamps: (0..grid.len()).map(|k| t0 + k as f64 / target_fps).collect(),
+        pose: bs.pose.as_deref().map(|pose| resample(pose, NUM_POSE, &grid)),
     }
-    Blendshapes { values, timestamps }
+}
+
+/// Frame rates a capture can have. A detected rate outside is a capture mistake (most often
+/// timestamps in milliseconds or microseconds read as seconds), not a rate to convert from.
+pub const CAPTURE_FPS_RANGE: std::ops::RangeInclusive<f64> = 10.0..=240.0;
+
+/// Why a detected frame rate is not a capture's, with a hint at the timestamp unit when the
+/// median step says what it probably is (`step` in seconds, after dividing by `unit`).
+pub fn capture_rate_problem(fps: f64, step: f64, unit: TimestampUnit) -> Option<String> {
+    // Rounding slack: a 240 fps capture's median step may read as 240.00000001 fps.
+    let slack = 1e-6;
+    if fps >= CAPTURE_FPS_RANGE.start() * (1.0 - slack) && fps <= CAPTURE_FPS_RANGE.end() * (1.0 + slack) {
+        return None;
+    }
+    let detected = format!("detected {} fps (median timestamp step {} s)", short(fps), short(step));
+    // The unit whose seconds are a thousand / a million times smaller than the given one's.
+    let thousandth = match unit {
+        TimestampUnit::Seconds => Some(TimestampUnit::Milliseconds),
+        TimestampUnit::Milliseconds => Some(TimestampUnit::Microseconds),
+        TimestampUnit::Microseconds => None,
+    };
+    let millionth = (unit == TimestampUnit::Seconds).then_some(TimestampUnit::Microseconds);
+    let likely = if (10.0..=100.0).contains(&step) {
+        thousandth
+    } else if step >= 1e4 {
+        millionth
+    } else {
+        None
+    };
+    Some(match likely {
+        Some(u) => {
+            let word = match u {
+                TimestampUnit::Milliseconds => "milliseconds",
+                _ => "microseconds",
+            };
+            format!(
+                "{detected}: timestamps look like {word}; pass timestamp_unit=\"{}\"",
+                u.name()
+            )
+        }
+        None => format!(
+            "{detected} with timestamp_unit=\"{}\": outside the {}-{} fps a capture can have",
+            unit.name(),
+            CAPTURE_FPS_RANGE.start(),
+            CAPTURE_FPS_RANGE.end()
+        ),
+    })
+}
+
+/// `x` to 3 significant digits, without trailing zeros (33.333 -> "33.3", 0.030003 -> "0.03").
+fn short(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let decimals = (2 - x.abs().log10().floor() as i32).clamp(0, 20) as usize;
+    let text = format!("{x:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
 }
 
 #[cfg(test)]
@@ -148,6 +233,7 @@ mod tests {
         Blendshapes {
             values,
             timestamps: ts,
+            pose: None,
         }
     }
 
@@ -215,6 +301,7 @@ mod tests {
         let src = Blendshapes {
             values,
             timestamps: ts.clone(),
+            pose: None,
         };
         assert_eq!(conformed_frame_count(&ts, 30.0), 6);
         let out = conform_fps(src, 30.0);
@@ -235,10 +322,7 @@ mod tests {
                 "k={k}: {}",
                 out.values[k * N]
             );
-            assert!(
-                (out.values[k * N + 17] - expect_ramp[k] as f32).abs() < 1e-6,
-                "k={k}"
-            );
+            assert!((out.values[k * N + 17] - expect_ramp[k] as f32).abs() < 1e-6, "k={k}");
             assert!((out.timestamps[k] - k as f64 / 30.0).abs() < 1e-12);
         }
     }
@@ -303,5 +387,73 @@ mod tests {
         assert_eq!(out.rows(), 61);
         assert_eq!(out.values.len(), 61 * N);
         assert!((out.timestamps[60] - 2.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn pose_uses_exactly_the_blendshapes_weights() {
+        // 24 -> 30 fps (alphas 0.8, 0.6, 0.4, 0.2): pose column k copies blendshape column
+        // 5k + 3, so its converted values must be bit-identical to that column's.
+        let ts: Vec<f64> = (0..9).map(|i| 0.5 + i as f64 / 24.0).collect();
+        let mut src = make(ts);
+        for (r, v) in src.values.iter_mut().enumerate() {
+            *v = ((r * 7919) % 1000) as f32 / 997.0;
+        }
+        let pose: Vec<f32> = (0..9 * NUM_POSE)
+            .map(|j| src.values[(j / NUM_POSE) * N + 5 * (j % NUM_POSE) + 3])
+            .collect();
+        src.pose = Some(pose);
+        let out = conform_fps(src, 30.0);
+        assert_eq!(out.rows(), 11); // floor(8/24 * 30) + 1
+        let pose = out.pose.as_ref().unwrap();
+        assert_eq!(pose.len(), 11 * NUM_POSE);
+        for k in 0..11 {
+            for p in 0..NUM_POSE {
+                assert_eq!(
+                    pose[k * NUM_POSE + p].to_bits(),
+                    out.values[k * N + 5 * p + 3].to_bits()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pose_interpolates_to_exact_values() {
+        // 32 -> 64 fps: every other target frame is a midpoint (dyadic times and values: exact).
+        let ts: Vec<f64> = (0..4).map(|i| 2.0 + i as f64 / 32.0).collect();
+        let mut src = make(ts);
+        let head_yaw = [0.5f32, -0.25, 1.0, 0.75];
+        let mut pose = vec![0f32; 4 * NUM_POSE];
+        for (r, v) in head_yaw.iter().enumerate() {
+            pose[r * NUM_POSE] = *v;
+            pose[r * NUM_POSE + 8] = r as f32;
+        }
+        src.pose = Some(pose);
+        let out = conform_fps(src, 64.0);
+        assert_eq!(out.rows(), 7);
+        let got: Vec<f32> = (0..7).map(|k| out.pose.as_ref().unwrap()[k * NUM_POSE]).collect();
+        assert_eq!(got, vec![0.5, 0.125, -0.25, 0.375, 1.0, 0.875, 0.75]);
+        let got: Vec<f32> = (0..7).map(|k| out.pose.as_ref().unwrap()[k * NUM_POSE + 8]).collect();
+        assert_eq!(got, vec![0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]);
+        assert_eq!(out.timestamps[3], 2.0 + 3.0 / 64.0);
+    }
+
+    #[test]
+    fn capture_rate_messages() {
+        assert_eq!(capture_rate_problem(30.0, 1.0 / 30.0, TimestampUnit::Seconds), None);
+        assert_eq!(
+            capture_rate_problem(1.0 / 33.3, 33.3, TimestampUnit::Seconds).unwrap(),
+            "detected 0.03 fps (median timestamp step 33.3 s): timestamps look like milliseconds; \
+             pass timestamp_unit=\"ms\""
+        );
+        // Already microseconds: no smaller unit to suggest.
+        assert_eq!(
+            capture_rate_problem(1.0 / 33.3, 33.3, TimestampUnit::Microseconds).unwrap(),
+            "detected 0.03 fps (median timestamp step 33.3 s) with timestamp_unit=\"us\": outside the 10-240 fps \
+             a capture can have"
+        );
+        assert_eq!(short(33.333333), "33.3");
+        assert_eq!(short(0.0300003), "0.03");
+        assert_eq!(short(16666.67), "16667");
+        assert_eq!(short(2.5), "2.5");
     }
 }

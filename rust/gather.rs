@@ -20,7 +20,13 @@ pub enum GatherError {
     /// A window names a source that does not exist.
     BadSource { window: usize, id: i64, sources: usize },
     /// A window starts before 0 or ends past the end of its source.
-    OutOfBounds { window: usize, id: usize, start: i64, len: usize, source_len: usize },
+    OutOfBounds {
+        window: usize,
+        id: usize,
+        start: i64,
+        len: usize,
+        source_len: usize,
+    },
 }
 
 impl fmt::Display for GatherError {
@@ -35,7 +41,13 @@ impl fmt::Display for GatherError {
             GatherError::BadSource { window, id, sources } => {
                 write!(f, "window {window}: source id {id} is not in 0..{sources}")
             }
-            GatherError::OutOfBounds { window, id, start, len, source_len } => write!(
+            GatherError::OutOfBounds {
+                window,
+                id,
+                start,
+                len,
+                source_len,
+            } => write!(
                 f,
                 "window {window}: [{start}, {start} + {len}) is outside source {id} of length {source_len}"
             ),
@@ -54,22 +66,41 @@ pub fn validate(
     out_len: usize,
 ) -> Result<Vec<(usize, usize)>, GatherError> {
     if ids.len() != starts.len() {
-        return Err(GatherError::LengthMismatch { ids: ids.len(), starts: starts.len() });
+        return Err(GatherError::LengthMismatch {
+            ids: ids.len(),
+            starts: starts.len(),
+        });
     }
     let expected = ids.len().saturating_mul(window_len);
     if expected != out_len {
-        return Err(GatherError::OutputSize { expected, actual: out_len });
+        return Err(GatherError::OutputSize {
+            expected,
+            actual: out_len,
+        });
     }
     let mut windows = Vec::with_capacity(ids.len());
     for (window, (&id, &start)) in ids.iter().zip(starts).enumerate() {
         if id < 0 || id as u64 >= source_lens.len() as u64 {
-            return Err(GatherError::BadSource { window, id, sources: source_lens.len() });
+            return Err(GatherError::BadSource {
+                window,
+                id,
+                sources: source_lens.len(),
+            });
         }
         let id = id as usize;
         let source_len = source_lens[id];
-        let fits = start >= 0 && (start as u64).checked_add(window_len as u64).is_some_and(|end| end <= source_len as u64);
+        let fits = start >= 0
+            && (start as u64)
+                .checked_add(window_len as u64)
+                .is_some_and(|end| end <= source_len as u64);
         if !fits {
-            return Err(GatherError::OutOfBounds { window, id, start, len: window_len, source_len });
+            return Err(GatherError::OutOfBounds {
+                window,
+                id,
+                start,
+                len: window_len,
+                source_len,
+            });
         }
         windows.push((id, start as usize));
     }
@@ -133,7 +164,10 @@ mod tests {
         let sources: Vec<&[f32]> = vec![&a, &b];
         let mut out = vec![-1.0f32; 3 * 4];
         gather_windows(&sources, &[1, 0, 1], &[4, 0, 0], 4, &mut out, 1).unwrap();
-        assert_eq!(out, vec![104.0, 105.0, 106.0, 107.0, 0.0, 1.0, 2.0, 3.0, 100.0, 101.0, 102.0, 103.0]);
+        assert_eq!(
+            out,
+            vec![104.0, 105.0, 106.0, 107.0, 0.0, 1.0, 2.0, 3.0, 100.0, 101.0, 102.0, 103.0]
+        );
     }
 
     #[test]
@@ -171,13 +205,69 @@ mod tests {
         let sources: Vec<&[f32]> = vec![&a];
         let mut out = vec![-1.0f32; 8];
         let cases: Vec<(Vec<i64>, Vec<i64>, usize, GatherError)> = vec![
-            (vec![0, 0], vec![0], 4, GatherError::LengthMismatch { ids: 2, starts: 1 }),
+            (
+                vec![0, 0],
+                vec![0],
+                4,
+                GatherError::LengthMismatch { ids: 2, starts: 1 },
+            ),
             (vec![0], vec![0], 4, GatherError::OutputSize { expected: 4, actual: 8 }),
-            (vec![0, 1], vec![0, 0], 4, GatherError::BadSource { window: 1, id: 1, sources: 1 }),
-            (vec![0, -1], vec![0, 0], 4, GatherError::BadSource { window: 1, id: -1, sources: 1 }),
-            (vec![0, 0], vec![7, 0], 4, GatherError::OutOfBounds { window: 0, id: 0, start: 7, len: 4, source_len: 10 }),
-            (vec![0, 0], vec![0, -1], 4, GatherError::OutOfBounds { window: 1, id: 0, start: -1, len: 4, source_len: 10 }),
-            (vec![0, 0], vec![0, i64::MAX], 4, GatherError::OutOfBounds { window: 1, id: 0, start: i64::MAX, len: 4, source_len: 10 }),
+            (
+                vec![0, 1],
+                vec![0, 0],
+                4,
+                GatherError::BadSource {
+                    window: 1,
+                    id: 1,
+                    sources: 1,
+                },
+            ),
+            (
+                vec![0, -1],
+                vec![0, 0],
+                4,
+                GatherError::BadSource {
+                    window: 1,
+                    id: -1,
+                    sources: 1,
+                },
+            ),
+            (
+                vec![0, 0],
+                vec![7, 0],
+                4,
+                GatherError::OutOfBounds {
+                    window: 0,
+                    id: 0,
+                    start: 7,
+                    len: 4,
+                    source_len: 10,
+                },
+            ),
+            (
+                vec![0, 0],
+                vec![0, -1],
+                4,
+                GatherError::OutOfBounds {
+                    window: 1,
+                    id: 0,
+                    start: -1,
+                    len: 4,
+                    source_len: 10,
+                },
+            ),
+            (
+                vec![0, 0],
+                vec![0, i64::MAX],
+                4,
+                GatherError::OutOfBounds {
+                    window: 1,
+                    id: 0,
+                    start: i64::MAX,
+                    len: 4,
+                    source_len: 10,
+                },
+            ),
         ];
         for (ids, starts, len, want) in cases {
             let err = gather_windows(&sources, &ids, &starts, len, &mut out, 2).unwrap_err();

@@ -1,6 +1,6 @@
 //! Rust core of koemorph-data.
 //!
-//! Pure Rust (no PyO3 types outside `python`): blendshape JSONL parsing, frame-rate
+//! Pure Rust (no PyO3 types outside `bindings`): blendshape JSONL parsing, frame-rate
 //! conversion, audio/frame alignment, epoch window plans and window gathering.
 //! `cargo test` covers all of it without a Python interpreter.
 pub mod arkit;
@@ -11,6 +11,7 @@ pub mod plan;
 pub mod pool;
 pub mod rng;
 pub mod timing;
+pub mod track;
 
 #[cfg(feature = "python")]
-mod python;
+mod bindings;

@@ -89,7 +89,10 @@ pub fn file_windows(frames: u64, file_index: u32, cfg: &PlanConfig) -> (Vec<u64>
             let dense = vec![stride == 1; starts.len()];
             (starts, dense)
         }
-        Stride::Mixed { sparse_stride, dense_ratio } => {
+        Stride::Mixed {
+            sparse_stride,
+            dense_ratio,
+        } => {
             assert!(sparse_stride > 0, "stride must be positive");
             let draws = ((dense_ratio * n as f64).floor() as u64).min(n);
             let mut rng = SplitMix64::keyed(STREAM_DENSE_DRAW, &[cfg.seed, cfg.epoch, file_index as u64]);
@@ -141,7 +144,11 @@ pub fn rank_share(total: u64, rank: u64, world: u64, drop_uneven: bool) -> (u64,
     if total == 0 {
         return (0, 0);
     }
-    let per = if drop_uneven { total / world } else { total.div_ceil(world) };
+    let per = if drop_uneven {
+        total / world
+    } else {
+        total.div_ceil(world)
+    };
     (rank * per, per)
 }
 
@@ -220,7 +227,12 @@ pub fn lane_plan(segments: &[(usize, usize)], lanes: usize) -> LanePlan {
         }
         steps += 1;
     }
-    LanePlan { steps, lanes, index, reset }
+    LanePlan {
+        steps,
+        lanes,
+        index,
+        reset,
+    }
 }
 
 #[cfg(test)]
@@ -228,7 +240,13 @@ mod tests {
     use super::*;
 
     fn cfg(stride: Stride) -> PlanConfig {
-        PlanConfig { window_frames: 10, stride, seed: 3, epoch: 0, shuffle_files: false }
+        PlanConfig {
+            window_frames: 10,
+            stride,
+            seed: 3,
+            epoch: 0,
+            shuffle_files: false,
+        }
     }
 
     #[test]
@@ -247,7 +265,10 @@ mod tests {
 
     #[test]
     fn mixed_draws_a_share_without_duplicates() {
-        let c = cfg(Stride::Mixed { sparse_stride: 8, dense_ratio: 0.1 });
+        let c = cfg(Stride::Mixed {
+            sparse_stride: 8,
+            dense_ratio: 0.1,
+        });
         // 1009 frames -> 1000 positions -> 100 draws + 125 grid windows.
         let (starts, dense) = file_windows(1009, 4, &c);
         assert!(starts.windows(2).all(|w| w[0] < w[1]), "sorted, unique");
@@ -271,7 +292,10 @@ mod tests {
 
     #[test]
     fn mixed_full_ratio_takes_every_position() {
-        let c = cfg(Stride::Mixed { sparse_stride: 4, dense_ratio: 1.0 });
+        let c = cfg(Stride::Mixed {
+            sparse_stride: 4,
+            dense_ratio: 1.0,
+        });
         let (starts, dense) = file_windows(30, 0, &c);
         assert_eq!(starts, (0..21).collect::<Vec<u64>>());
         assert!(dense.iter().all(|&d| d));
@@ -280,7 +304,10 @@ mod tests {
     #[test]
     fn epoch_plan_groups_files_in_shuffled_order() {
         let frames = [12u64, 0, 15, 10, 11];
-        let c = PlanConfig { shuffle_files: true, ..cfg(Stride::Fixed(1)) };
+        let c = PlanConfig {
+            shuffle_files: true,
+            ..cfg(Stride::Fixed(1))
+        };
         let plan = plan_epoch(&frames, &c);
         assert_eq!(plan.len(), 3 + 6 + 1 + 2);
         let order = file_order(5, 3, 0, true);

@@ -80,13 +80,19 @@ pub fn scoped_map<T: Send, R: Send>(items: Vec<T>, threads: usize, f: impl Fn(T)
     std::thread::scope(|scope| {
         for k in 1..threads {
             // A thread that cannot start leaves its share to the others.
-            let _ = std::thread::Builder::new().name(format!("koemorph-scoped-{k}")).spawn_scoped(scope, work);
+            let _ = std::thread::Builder::new()
+                .name(format!("koemorph-scoped-{k}"))
+                .spawn_scoped(scope, work);
         }
         work();
     });
     results
         .into_iter()
-        .map(|r| r.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every item was mapped"))
+        .map(|r| {
+            r.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("every item was mapped")
+        })
         .collect()
 }
 
@@ -125,7 +131,9 @@ mod tests {
 
     #[test]
     fn scoped_map_passes_a_panic_on() {
-        let result = std::panic::catch_unwind(|| scoped_map((0..10).collect(), 3, |x: i32| if x == 7 { panic!("seven") } else { x }));
+        let result = std::panic::catch_unwind(|| {
+            scoped_map((0..10).collect(), 3, |x: i32| if x == 7 { panic!("seven") } else { x })
+        });
         assert!(result.is_err());
     }
 }

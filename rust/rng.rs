@@ -56,9 +56,24 @@ mod tests {
 
     #[test]
     fn deterministic_and_key_sensitive() {
-        let a: Vec<u64> = (0..4).map({ let mut r = SplitMix64::keyed(1, &[7, 3]); move |_| r.next_u64() }).collect();
-        let b: Vec<u64> = (0..4).map({ let mut r = SplitMix64::keyed(1, &[7, 3]); move |_| r.next_u64() }).collect();
-        let c: Vec<u64> = (0..4).map({ let mut r = SplitMix64::keyed(1, &[7, 4]); move |_| r.next_u64() }).collect();
+        let a: Vec<u64> = (0..4)
+            .map({
+                let mut r = SplitMix64::keyed(1, &[7, 3]);
+                move |_| r.next_u64()
+            })
+            .collect();
+        let b: Vec<u64> = (0..4)
+            .map({
+                let mut r = SplitMix64::keyed(1, &[7, 3]);
+                move |_| r.next_u64()
+            })
+            .collect();
+        let c: Vec<u64> = (0..4)
+            .map({
+                let mut r = SplitMix64::keyed(1, &[7, 4]);
+                move |_| r.next_u64()
+            })
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }

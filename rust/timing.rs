@@ -31,7 +31,11 @@ pub struct Timing {
 impl Timing {
     pub fn new(sample_rate: u64, fps: u64, alignment: Alignment) -> Timing {
         assert!(sample_rate > 0 && fps > 0, "sample_rate and fps must be positive");
-        Timing { sample_rate, fps, alignment }
+        Timing {
+            sample_rate,
+            fps,
+            alignment,
+        }
     }
 
     /// Samples per frame as the design document defines it (`sample_rate // fps`, 533).

@@ -1,21 +1,88 @@
 """Type stubs for the Rust extension ``koemorph_data._core``."""
+from collections.abc import Sequence
+from typing import final
+
 import numpy as np
 import numpy.typing as npt
 
-ARKIT_BLENDSHAPES: tuple[str, ...]
-NUM_BLENDSHAPES: int
+# pyo3 lists every name the module adds.
+__all__ = [
+    "__version__",
+    "ARKIT_BLENDSHAPES",
+    "NUM_BLENDSHAPES",
+    "KOEMORPH_BLENDSHAPES",
+    "POSE_NAMES",
+    "NUM_POSE",
+    "resolve_blendshape_order",
+    "read_blendshapes",
+    "parse_blendshapes_bytes",
+    "load_blendshapes",
+    "load_blendshapes_bytes",
+    "frames_to_samples",
+    "frames_covered",
+    "resampled_length",
+    "plan_epoch",
+    "rank_share",
+    "worker_block",
+    "assign_files_to_ranks",
+    "lane_plan",
+    "gather_windows",
+    "gather_batch",
+    "gather_batch_async",
+    "GatherTicket",
+    "_panic_for_test",
+]
 
-def read_blendshapes(path: str) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
-    """Rows as they are: values [T, 52] and timestamps [T]. Raises DataFormatError(path, line)."""
+__version__: str
+ARKIT_BLENDSHAPES: tuple[str, ...]
+"""The 52 blendshape names in Live Link Face's order; every returned track is in this order."""
+NUM_BLENDSHAPES: int
+KOEMORPH_BLENDSHAPES: tuple[str, ...]
+"""KoeMorph's positional order (jawLeft/jawRight and mouthLeft/mouthRight swapped)."""
+POSE_NAMES: tuple[str, ...]
+"""Live Link Face's 9 head and eye pose columns, in its order."""
+NUM_POSE: int
+
+def resolve_blendshape_order(order: str | Sequence[str]) -> list[int]:
+    """perm with file column j = ARKIT_BLENDSHAPES[perm[j]]; order is "live_link", "koemorph" or
+    the 52 names (case-insensitive, each once). ValueError naming missing/repeated/unknown names."""
+
+def read_blendshapes(
+    path: str, order: str | Sequence[str] | None = None, timestamp_unit: str = "s"
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.float32] | None]:
+    """Rows as they are: (values [T, 52], timestamps [T] in seconds, pose [T, 9] or None).
+    order: positional column order of the file (None = "live_link"); timestamp_unit: "s", "ms"
+    or "us". Raises DataFormatError(path, line); ValueError for a bad order or unit."""
 
 def load_blendshapes(
-    path: str, target_fps: float
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], float | None, int]:
-    """(values [F, 52], timestamps [F], detected source fps or None, source rows), converted to target_fps."""
+    path: str, target_fps: float, order: str | Sequence[str] | None = None, timestamp_unit: str = "s"
+) -> tuple[
+    npt.NDArray[np.float32], npt.NDArray[np.float64], float | None, int, npt.NDArray[np.float32] | None
+]:
+    """(values [F, 52], timestamps [F], detected source fps or None, source rows, pose [F, 9] or
+    None), converted to target_fps. A detected rate outside 10-240 fps or a timestamp gap over
+    60 s raises DataFormatError."""
 
 def parse_blendshapes_bytes(
-    data: bytes, name: str = "<bytes>", threads: int | None = None
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]: ...
+    data: bytes,
+    name: str = "<bytes>",
+    threads: int | None = None,
+    order: str | Sequence[str] | None = None,
+    timestamp_unit: str = "s",
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.float32] | None]:
+    """read_blendshapes of an in-memory document; errors name ``name`` as the path."""
+
+def load_blendshapes_bytes(
+    data: bytes,
+    name: str,
+    target_fps: float,
+    order: str | Sequence[str] | None = None,
+    timestamp_unit: str = "s",
+) -> tuple[
+    npt.NDArray[np.float32], npt.NDArray[np.float64], float | None, int, npt.NDArray[np.float32] | None
+]:
+    """load_blendshapes of an in-memory document; errors name ``name`` as the path."""
+
 def frames_to_samples(
     frames: npt.NDArray[np.int64], sample_rate: int, fps: int, alignment: str
 ) -> npt.NDArray[np.int64]: ...
@@ -61,6 +128,7 @@ def gather_batch(
     """Audio and blendshape windows of a batch in one GIL-free call (frame_starts in rows of
     blendshape_out's trailing shape). Validates everything before writing; ValueError on bad input."""
 
+@final
 class GatherTicket:
     """A background gather: keeps its arrays alive; dropping it waits for the copy."""
 

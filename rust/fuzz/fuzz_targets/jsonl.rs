@@ -13,12 +13,12 @@
 //!     rust/fuzz/target/x86_64-unknown-linux-gnu/release/jsonl -max_total_time=120
 //!
 //! Checks, for arbitrary bytes: no panic; on success the output is well formed (52 finite f32
-//! per row, finite non-decreasing timestamps) and re-serialising it parses back to the same
-//! frames; on failure the error names a line inside the input (or is "no frames" without one);
+//! per row, 9 finite pose values per row or no pose, finite non-decreasing timestamps) and
+//! re-serialising it parses back to the same frames; on failure the error names a line inside the input (or is "no frames" without one);
 //! the single-threaded and multi-threaded parsers agree exactly.
 #![no_main]
 
-use koemorph_data::arkit::NUM_BLENDSHAPES;
+use koemorph_data::arkit::{NUM_BLENDSHAPES, NUM_POSE};
 use koemorph_data::jsonl::{parse_jsonl_with_threads, Blendshapes};
 use libfuzzer_sys::fuzz_target;
 
@@ -27,7 +27,20 @@ fn render(bs: &Blendshapes) -> String {
     for (r, t) in bs.timestamps.iter().enumerate() {
         let row = &bs.values[r * NUM_BLENDSHAPES..(r + 1) * NUM_BLENDSHAPES];
         let vals: Vec<String> = row.iter().map(|v| format!("{v}")).collect();
-        s.push_str(&format!("{{\"timestamp\":{t:?},\"blendshapes\":[{}]}}\n", vals.join(",")));
+        let pose = match &bs.pose {
+            Some(pose) => {
+                let p: Vec<String> = pose[r * NUM_POSE..(r + 1) * NUM_POSE]
+                    .iter()
+                    .map(|v| format!("{v}"))
+                    .collect();
+                format!(",\"pose\":[{}]", p.join(","))
+            }
+            None => String::new(),
+        };
+        s.push_str(&format!(
+            "{{\"timestamp\":{t:?},\"blendshapes\":[{}]{pose}}}\n",
+            vals.join(",")
+        ));
     }
     s
 }
@@ -43,11 +56,16 @@ fuzz_target!(|data: &[u8]| {
             assert!(bs.rows() > 0);
             assert_eq!(bs.values.len(), bs.rows() * NUM_BLENDSHAPES);
             assert!(bs.values.iter().all(|v| v.is_finite()));
+            if let Some(pose) = &bs.pose {
+                assert_eq!(pose.len(), bs.rows() * NUM_POSE);
+                assert!(pose.iter().all(|v| v.is_finite()));
+            }
             assert!(bs.timestamps.iter().all(|t| t.is_finite()));
             assert!(bs.timestamps.windows(2).all(|w| w[0] <= w[1]));
             let again = parse_jsonl_with_threads(render(&bs).as_bytes(), 1).expect("re-parse");
             assert_eq!(again.timestamps, bs.timestamps);
             assert_eq!(again.values, bs.values);
+            assert_eq!(again.pose, bs.pose);
         }
         Err(e) => match e.line {
             Some(line) => {
