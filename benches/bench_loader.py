@@ -108,7 +108,7 @@ def numpy_gather(ds: SequentialKoeMorphDataset, seconds: float, fresh: bool = Fa
     (``fresh``: into a new batch array each time, as a loader that hands batches over must)."""
     plan = ds.plan()
     takes = {int(f): ds.store.load(int(f)) for f in np.unique(plan.file)}
-    takes = {f: (np.ascontiguousarray(a), np.ascontiguousarray(b)) for f, (a, b) in takes.items()}
+    takes = {f: (np.ascontiguousarray(t.audio), np.ascontiguousarray(t.blendshapes)) for f, t in takes.items()}
     S, W = ds.window_samples, ds.window_frames
     abuf = np.empty((BATCH, S), dtype=np.float32)
     bbuf = np.empty((BATCH, W, 52), dtype=np.float32)

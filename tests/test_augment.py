@@ -170,11 +170,11 @@ def test_speed_up_at_take_end_is_clamped_not_padded(data):
     last = [i for i in range(len(plan)) if plan.start_frame[i] == ds.usable_frames[plan.file[i]] - W]
     assert last
     for i in last:
-        _, _, audio, blendshapes = ds.reader.read(plan, i)
+        _, _, audio, blendshapes, _ = ds.reader.read(plan, i)
         assert audio.shape == (W * HOP,) and blendshapes.shape == (W, 52)
         assert np.abs(audio[-HOP:]).max() > 0  # real signal up to the end, no silence padding
         # The last window already ends at the take end: clamped to factor 1 = the plain window.
-        _, _, plain_audio, plain_bs = make(data, None, stride_frames=1).reader.read(plan, i)
+        _, _, plain_audio, plain_bs, _ = make(data, None, stride_frames=1).reader.read(plan, i)
         np.testing.assert_array_equal(blendshapes, plain_bs)
         np.testing.assert_array_equal(audio, plain_audio)
 

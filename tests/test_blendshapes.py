@@ -115,7 +115,7 @@ def test_sixty_fps_converts_to_every_other_row(tmp_path):
     vals = rng.random((121, 52))
     rows = [{"timestamp": k / 60, "blendshapes": vals[k].tolist()} for k in range(121)]
     path = write_rows(tmp_path / "sixty.jsonl", rows)
-    values, stamps, source_fps, source_rows = _core.load_blendshapes(str(path), 30.0)
+    values, stamps, source_fps, source_rows, _pose = _core.load_blendshapes(str(path), 30.0)
     span = 120 / 60
     assert len(values) == math.floor(span * 30) + 1 == 61
     assert source_rows == 121 and abs(source_fps - 60) < 1e-6
@@ -126,7 +126,7 @@ def test_twenty_four_fps_interpolates_linearly_in_time(tmp_path):
     vals = np.arange(25 * 52, dtype=np.float64).reshape(25, 52) / 1000.0
     rows = [{"timestamp": 10.0 + k / 24, "blendshapes": vals[k].tolist()} for k in range(25)]
     path = write_rows(tmp_path / "film.jsonl", rows)
-    values, stamps, _, _ = _core.load_blendshapes(str(path), 30.0)
+    values, stamps, _, _, _ = _core.load_blendshapes(str(path), 30.0)
     assert len(values) == 31  # span 1 s -> frames 0..30
     for k in (0, 1, 7, 30):
         t = k / 30                      # seconds from the first timestamp
@@ -140,7 +140,7 @@ def test_twenty_four_fps_interpolates_linearly_in_time(tmp_path):
 def test_near_target_rate_is_left_alone(tmp_path):
     # 30.2 fps is within 1% of 30: rows are used as they are.
     rows = [{"timestamp": k / 30.2, "blendshapes": [k / 100] * 52} for k in range(50)]
-    values, _, _, _ = _core.load_blendshapes(str(write_rows(tmp_path / "near.jsonl", rows)), 30.0)
+    values, _, _, _, _ = _core.load_blendshapes(str(write_rows(tmp_path / "near.jsonl", rows)), 30.0)
     assert len(values) == 50
     np.testing.assert_array_equal(values[:, 0], np.float32([k / 100 for k in range(50)]))
 

@@ -55,7 +55,7 @@ def test_round_trip_equals_decoding_by_hand(data: Path, tmp_path: Path) -> None:
     for stem in ("take_000", "stereo"):
         wav, jsonl = data / f"{stem}.wav", data / f"{stem}.jsonl"
         assert lookup(cache_dir, wav, jsonl, sample_rate=16000, target_fps=30) is None
-        audio, blendshapes = load_take(cache_dir, wav, jsonl, sample_rate=16000, target_fps=30)
+        audio, blendshapes, _pose = load_take(cache_dir, wav, jsonl, sample_rate=16000, target_fps=30)
         assert audio.dtype == np.float32 and blendshapes.dtype == np.float32
         assert blendshapes.shape[1] == 52 and blendshapes.flags.c_contiguous
         np.testing.assert_array_equal(audio, _by_hand_audio(wav, 16000))
@@ -74,7 +74,7 @@ def test_round_trip_equals_decoding_by_hand(data: Path, tmp_path: Path) -> None:
         assert entry.blendshape_frames == len(blendshapes)
         assert entry.audio_file.exists() and entry.blendshapes_file.exists()
         # Served memory-mapped, read-only, equal to what was stored.
-        again, again_bs = load_take(cache_dir, wav, jsonl, sample_rate=16000, target_fps=30)
+        again, again_bs, _ = load_take(cache_dir, wav, jsonl, sample_rate=16000, target_fps=30)
         assert isinstance(again.base, np.memmap) or isinstance(again.base.base, np.memmap)
         assert not again.flags.writeable
         np.testing.assert_array_equal(again, audio)
@@ -122,7 +122,7 @@ def test_touched_or_changed_source_is_rebuilt(data: Path, tmp_path: Path) -> Non
     cache_dir = tmp_path / "cache"
     wav, jsonl = data / "take_000.wav", data / "take_000.jsonl"
     cache = TakeCache(cache_dir, 16000, 30)
-    (_, _), stored = cache.fill(wav, jsonl)
+    _arrays, stored = cache.fill(wav, jsonl)
     assert stored
     old_key = cache.key(wav, jsonl)
     # Touch only: new mtime -> another key, the old entry is not found for the new stamps.
@@ -137,7 +137,7 @@ def test_touched_or_changed_source_is_rebuilt(data: Path, tmp_path: Path) -> Non
     assert changed != text and len(changed) == len(text)
     jsonl.write_text(changed)
     os.utime(jsonl, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
-    _, blendshapes = cache.load(wav, jsonl)
+    _, blendshapes, _ = cache.load(wav, jsonl)
     expected = rows.copy()
     expected[:, 0] += 1.0
     np.testing.assert_allclose(blendshapes, _by_hand_blendshapes(jsonl), rtol=0, atol=0)
@@ -158,8 +158,8 @@ def test_touched_or_changed_source_is_rebuilt(data: Path, tmp_path: Path) -> Non
 def test_other_rate_or_fps_has_its_own_entry(data: Path, tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
     wav, jsonl = data / "take_001.wav", data / "take_001.jsonl"
-    a16, b30 = load_take(cache_dir, wav, jsonl, sample_rate=16000, target_fps=30)
-    a8, b25 = load_take(cache_dir, wav, jsonl, sample_rate=8000, target_fps=25)
+    a16, b30, _ = load_take(cache_dir, wav, jsonl, sample_rate=16000, target_fps=30)
+    a8, b25, _ = load_take(cache_dir, wav, jsonl, sample_rate=8000, target_fps=25)
     assert len(_entries(cache_dir)) == 2
     np.testing.assert_array_equal(a8, _by_hand_audio(wav, 8000))
     np.testing.assert_array_equal(a16, _by_hand_audio(wav, 16000))
@@ -175,8 +175,8 @@ cache = TakeCache(sys.argv[1], 16000, 30)
 pairs = [(w, w[:-4] + ".jsonl") for w in sys.argv[2:]]
 for _ in range(4):
     for wav, jsonl in pairs:
-        (audio, bs), _ = cache.fill(wav, jsonl, force=True)
-        a2, b2 = cache.load(wav, jsonl)
+        (audio, bs, _), _ = cache.fill(wav, jsonl, force=True)
+        a2, b2, _ = cache.load(wav, jsonl)
         assert np.array_equal(audio, a2) and np.array_equal(bs, b2)
 print("ok")
 """
@@ -194,7 +194,7 @@ def test_concurrent_fill_from_two_processes(data: Path, tmp_path: Path) -> None:
     assert len(_entries(cache_dir)) == len(wavs)
     assert not list(cache_dir.glob(".*.tmp"))
     for wav in wavs:
-        audio, _ = load_take(cache_dir, wav, wav[:-4] + ".jsonl", sample_rate=16000, target_fps=30)
+        audio, _, _ = load_take(cache_dir, wav, wav[:-4] + ".jsonl", sample_rate=16000, target_fps=30)
         np.testing.assert_array_equal(audio, _by_hand_audio(Path(wav), 16000))
 
 

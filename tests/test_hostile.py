@@ -289,7 +289,7 @@ def test_valid_odd_files_parse_to_the_same_values(corpus):
         folder = corpus[name][0]
         values, ts = read_blendshapes(folder / "bad.jsonl")
         assert (folder / "bad.jsonl").read_bytes() != (folder / "reference.txt").read_bytes()
-        ref_values, ref_ts = _core.parse_blendshapes_bytes((folder / "reference.txt").read_bytes())
+        ref_values, ref_ts, _ = _core.parse_blendshapes_bytes((folder / "reference.txt").read_bytes())
         np.testing.assert_array_equal(values, ref_values)
         np.testing.assert_array_equal(ts, ref_ts)
         assert len(ts) == 60
@@ -343,7 +343,7 @@ def test_rust_panic_is_a_python_exception_and_the_process_survives():
     # Again, and the extension still works afterwards.
     with pytest.raises(RuntimeError):
         _core._panic_for_test()
-    values, _ = _core.parse_blendshapes_bytes(b'{"timestamp": 0, "blendshapes": [' + b",".join([b"1"] * 52) + b"]}")
+    values, _, _ = _core.parse_blendshapes_bytes(b'{"timestamp": 0, "blendshapes": [' + b",".join([b"1"] * 52) + b"]}")
     assert values.shape == (1, 52)
     code = ("import koemorph_data._core as c\n"
             "try:\n    c._panic_for_test()\nexcept RuntimeError as e:\n    print('caught', type(e).__name__)\n"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .blendshapes import ARKIT_BLENDSHAPES, read_blendshapes
+from ._core import __version__
+from .blendshapes import ARKIT_BLENDSHAPES, KOEMORPH_BLENDSHAPES, POSE_NAMES, read_blendshapes
 from .dataset import AdaptiveSequentialDataset, SequentialKoeMorphDataset
 from .errors import DataFormatError
 from .sampling import EpochPlan
-
-__version__ = "0.1.0"
 
 #: The small real-speech sample dataset shipped inside the package.
 SAMPLE_DATA_DIR = Path(__file__).parent / "sample_data"
@@ -19,7 +18,10 @@ __all__ = [
     "AdaptiveSequentialDataset",
     "DataFormatError",
     "EpochPlan",
+    "KOEMORPH_BLENDSHAPES",
+    "POSE_NAMES",
     "SAMPLE_DATA_DIR",
     "SequentialKoeMorphDataset",
+    "__version__",
     "read_blendshapes",
 ]

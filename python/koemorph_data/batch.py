@@ -4,6 +4,7 @@ A sample (one window, what iterating a dataset yields)::
 
     audio         float32 [window_samples]
     blendshapes   float32 [window_frames, 52]   (ARKIT_BLENDSHAPES order)
+    pose          float32 [window_frames, 9]    (POSE_NAMES order; with pose=True only)
     file_indices  int64 0-d                     (position in dataset.file_pairs)
     start_frames  int64 0-d
     file_names    str                           (the take's stem)
@@ -31,11 +32,14 @@ Batch = dict[str, Any]
 class BatchSchema:
     """Builds samples and batches with the dataset's keys (see the module docstring)."""
 
-    def __init__(self, *, window_frames: int, window_samples: int, names: Sequence[str], dense_flag: bool) -> None:
+    def __init__(
+        self, *, window_frames: int, window_samples: int, names: Sequence[str], dense_flag: bool, pose: bool = False
+    ) -> None:
         self.window_frames = int(window_frames)
         self.window_samples = int(window_samples)
         self.names = list(names)  # the take names, by file index
         self.dense_flag = bool(dense_flag)
+        self.pose = bool(pose)
 
     def empty(self, rows: int, *, pin_memory: bool = False, zero: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(audio [rows, window_samples], blendshapes [rows, window_frames, 52]) float32 tensors."""
@@ -46,6 +50,13 @@ class BatchSchema:
         )
         return audio, blendshapes
 
+    def empty_pose(self, rows: int, *, pin_memory: bool = False, zero: bool = False) -> torch.Tensor | None:
+        """pose [rows, window_frames, 9] float32, or None without pose."""
+        if not self.pose:
+            return None
+        make = torch.zeros if zero else torch.empty
+        return make((rows, self.window_frames, _core.NUM_POSE), dtype=torch.float32, pin_memory=pin_memory)
+
     def flags(self, plan: EpochPlan, index: np.ndarray) -> dict[str, torch.Tensor]:
         """Per-window keys beyond the common ones, for plan indices ``index`` (-1: an invalid slot)."""
         if not self.dense_flag:
@@ -53,12 +64,20 @@ class BatchSchema:
         return {"is_dense": torch.from_numpy(np.where(index >= 0, plan.dense[np.maximum(index, 0)], False))}
 
     def sample(
-        self, plan: EpochPlan, i: int, file_index: int, frame: int, audio: np.ndarray, blendshapes: np.ndarray
+        self,
+        plan: EpochPlan,
+        i: int,
+        file_index: int,
+        frame: int,
+        audio: np.ndarray,
+        blendshapes: np.ndarray,
+        pose: np.ndarray | None = None,
     ) -> Batch:
         """One window as the datasets yield it."""
-        sample: Batch = {
-            "audio": torch.from_numpy(audio),
-            "blendshapes": torch.from_numpy(blendshapes),
+        sample: Batch = {"audio": torch.from_numpy(audio), "blendshapes": torch.from_numpy(blendshapes)}
+        if self.pose:
+            sample["pose"] = torch.from_numpy(pose)
+        sample |= {
             "file_indices": torch.tensor(file_index, dtype=torch.int64),
             "start_frames": torch.tensor(frame, dtype=torch.int64),
             "file_names": self.names[file_index],
@@ -74,14 +93,16 @@ class BatchSchema:
         file_indices: torch.Tensor,
         start_frames: torch.Tensor,
         *,
+        pose: torch.Tensor | None = None,
         lanes: tuple[np.ndarray, torch.Tensor] | None = None,
         flags: dict[str, torch.Tensor] | None = None,
     ) -> Batch:
         """A batch from its stacked tensors; ``lanes`` = (reset flags, valid mask) in lanes mode."""
         names = self.names
-        batch: Batch = {
-            "audio": audio,
-            "blendshapes": blendshapes,
+        batch: Batch = {"audio": audio, "blendshapes": blendshapes}
+        if self.pose:
+            batch["pose"] = pose
+        batch |= {
             "file_indices": file_indices,
             "start_frames": start_frames,
             "file_names": [names[f] if f >= 0 else "" for f in file_indices.tolist()],

@@ -27,19 +27,31 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import _core
 from .audio import audio_info, load_audio
+from .blendshapes import LabelFormat
 
 #: Bumped whenever the stored layout or the decoding changes; old entries are then ignored.
-FORMAT_VERSION = 1
+#: 2: ARKit order fixed (mouthRight 21, mouthLeft 22), pose stored, order and unit in the key.
+FORMAT_VERSION = 2
 
 _AUDIO = ".audio.npy"
 _BLENDSHAPES = ".blendshapes.npy"
+_POSE = ".pose.npy"
 _META = ".json"
+_SUFFIXES = (_META, _AUDIO, _BLENDSHAPES, _POSE)
+
+
+class TakeArrays(NamedTuple):
+    """A decoded take: audio float32 [N], blendshapes float32 [F, 52], pose float32 [F, 9] or None."""
+
+    audio: np.ndarray
+    blendshapes: np.ndarray
+    pose: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -51,7 +63,7 @@ class SourceStamp:
     mtime_ns: int
 
     @classmethod
-    def of(cls, path: str | Path) -> "SourceStamp":
+    def of(cls, path: str | Path) -> SourceStamp:
         absolute = os.path.abspath(os.fspath(path))
         st = os.stat(absolute)
         return cls(absolute, int(st.st_size), int(st.st_mtime_ns))
@@ -86,16 +98,26 @@ class CacheEntry:
     def source_fps(self) -> float | None:
         return self.meta["source_fps"]
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """(audio float32 [N], blendshapes float32 [F, 52]), read-only memory maps."""
+    @property
+    def pose_file(self) -> Path:
+        return self.base.with_name(self.base.name + _POSE)
+
+    def arrays(self) -> TakeArrays:
+        """(audio float32 [N], blendshapes float32 [F, 52], pose [F, 9] or None), read-only memory maps."""
         audio = _load_npy(self.audio_file)
         blendshapes = _load_npy(self.blendshapes_file)
         if audio.dtype != np.float32 or audio.shape != (int(self.meta["audio_samples"]),):
             raise ValueError(f"{self.audio_file}: unexpected {audio.dtype} {audio.shape}")
         if blendshapes.dtype != np.float32 or blendshapes.shape != (self.blendshape_frames, _core.NUM_BLENDSHAPES):
             raise ValueError(f"{self.blendshapes_file}: unexpected {blendshapes.dtype} {blendshapes.shape}")
+        pose = None
+        if self.meta.get("pose"):
+            pose = _load_npy(self.pose_file)
+            if pose.dtype != np.float32 or pose.shape != (self.blendshape_frames, _core.NUM_POSE):
+                raise ValueError(f"{self.pose_file}: unexpected {pose.dtype} {pose.shape}")
+            pose = pose.view(np.ndarray)
         # Plain read-only ndarray views of the maps (torch.from_numpy and friends expect ndarray).
-        return audio.view(np.ndarray), blendshapes.view(np.ndarray)
+        return TakeArrays(audio.view(np.ndarray), blendshapes.view(np.ndarray), pose)
 
 
 def _load_npy(path: Path) -> np.ndarray:
@@ -110,12 +132,16 @@ def _load_npy(path: Path) -> np.ndarray:
 
 
 class TakeCache:
-    """A cache directory for one (sample_rate, target_fps) view of the takes."""
+    """A cache directory for one (sample_rate, target_fps, label format) view of the takes."""
 
-    def __init__(self, cache_dir: str | Path, sample_rate: int, target_fps: int) -> None:
+    def __init__(
+        self, cache_dir: str | Path, sample_rate: int, target_fps: int, labels: LabelFormat | None = None
+    ) -> None:
         self.cache_dir = Path(cache_dir)
         self.sample_rate = int(sample_rate)
         self.target_fps = int(target_fps)
+        self.labels = labels if labels is not None else LabelFormat()
+        self._view = [self.sample_rate, self.target_fps, *self.labels.cache_key]
 
     # ------------------------------------------------------------------ keys
     def _stamps(self, wav: str | Path, jsonl: str | Path) -> tuple[SourceStamp, SourceStamp]:
@@ -126,17 +152,7 @@ class TakeCache:
 
     def _key(self, wav: SourceStamp, jsonl: SourceStamp) -> str:
         record = json.dumps(
-            [
-                FORMAT_VERSION,
-                self.sample_rate,
-                self.target_fps,
-                wav.path,
-                wav.size,
-                wav.mtime_ns,
-                jsonl.path,
-                jsonl.size,
-                jsonl.mtime_ns,
-            ]
+            [FORMAT_VERSION, *self._view, wav.path, wav.size, wav.mtime_ns, jsonl.path, jsonl.size, jsonl.mtime_ns]
         )
         return hashlib.sha256(record.encode()).hexdigest()[:32]
 
@@ -164,19 +180,17 @@ class TakeCache:
             return None
         return CacheEntry(base, meta)
 
-    def load(self, wav: str | Path, jsonl: str | Path) -> tuple[np.ndarray, np.ndarray]:
-        """(audio, blendshapes) of a take: memory-mapped from the cache, filling it first if
+    def load(self, wav: str | Path, jsonl: str | Path) -> TakeArrays:
+        """(audio, blendshapes, pose) of a take: memory-mapped from the cache, filling it first if
         needed (``fill`` serves a current entry as it is and rebuilds a damaged one). Raises
         DataFormatError for a malformed take (nothing is stored then)."""
         return self.fill(wav, jsonl)[0]
 
     # ------------------------------------------------------------------ writing
-    def fill(
-        self, wav: str | Path, jsonl: str | Path, *, force: bool = False
-    ) -> tuple[tuple[np.ndarray, np.ndarray], bool]:
+    def fill(self, wav: str | Path, jsonl: str | Path, *, force: bool = False) -> tuple[TakeArrays, bool]:
         """Decodes the take and stores it unless a current entry exists (or ``force``).
 
-        Returns ((audio, blendshapes), stored): the arrays are memory maps of the entry when
+        Returns ((audio, blendshapes, pose), stored): the arrays are memory maps of the entry when
         it exists, the decoded arrays when the source changed while decoding (not stored).
         """
         before = self._stamps(wav, jsonl)
@@ -187,12 +201,11 @@ class TakeCache:
                     return entry.arrays(), False
                 except (OSError, ValueError):
                     pass  # damaged (e.g. a crash between writes outside our control): rebuild
-        values, _timestamps, source_fps, rows = _core.load_blendshapes(str(jsonl), float(self.target_fps))
+        values, source_fps, rows, pose = self.labels.load(jsonl, self.target_fps)
         header = audio_info(wav, self.sample_rate)
         audio = load_audio(wav, self.sample_rate)
-        values = np.ascontiguousarray(values, dtype=np.float32)
         if self._stamps(wav, jsonl) != before:
-            return (audio, values), False  # changed under us: correct for now, but not cacheable
+            return TakeArrays(audio, values, pose), False  # changed under us: correct now, not cacheable
         key = self._key(*before)
         base = self._base(before[0], key)
         meta = {
@@ -213,10 +226,14 @@ class TakeCache:
             "blendshape_frames": int(len(values)),
             "source_fps": source_fps,
             "rows": int(rows),
+            "pose": pose is not None,
+            "labels": self.labels.cache_key,
         }
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         _atomic_write(base.with_name(base.name + _AUDIO), lambda f: np.save(f, audio, allow_pickle=False))
         _atomic_write(base.with_name(base.name + _BLENDSHAPES), lambda f: np.save(f, values, allow_pickle=False))
+        if pose is not None:
+            _atomic_write(base.with_name(base.name + _POSE), lambda f: np.save(f, pose, allow_pickle=False))
         _atomic_write(base.with_name(base.name + _META), lambda f: f.write(json.dumps(meta, indent=1).encode()))
         entry = CacheEntry(base, meta)
         return entry.arrays(), True
@@ -237,12 +254,13 @@ class TakeCache:
             try:
                 meta = json.loads(meta_file.read_bytes())
                 wav, key = meta["wav"], meta["key"]
-                same_view = (meta.get("sample_rate"), meta.get("target_fps")) == (self.sample_rate, self.target_fps)
+                view = [meta.get("sample_rate"), meta.get("target_fps"), *meta.get("labels", [None, "s"])]
+                same_view = view == self._view
             except (OSError, ValueError, KeyError, TypeError):
                 continue
             if wav in wavs and same_view and wavs[wav] != key:
                 base = meta_file.with_name(meta_file.name[: -len(_META)])
-                for suffix in (_META, _AUDIO, _BLENDSHAPES):
+                for suffix in _SUFFIXES:
                     try:
                         os.unlink(base.with_name(base.name + suffix))
                     except FileNotFoundError:
@@ -266,15 +284,27 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def load_take(
-    cache_dir: str | Path, wav: str | Path, jsonl: str | Path, *, sample_rate: int, target_fps: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(audio float32 [N], blendshapes float32 [F, 52]) of a take through the cache at
-    ``cache_dir`` (filled on first use)."""
-    return TakeCache(cache_dir, sample_rate, target_fps).load(wav, jsonl)
+    cache_dir: str | Path,
+    wav: str | Path,
+    jsonl: str | Path,
+    *,
+    sample_rate: int,
+    target_fps: int,
+    labels: LabelFormat | None = None,
+) -> TakeArrays:
+    """(audio float32 [N], blendshapes float32 [F, 52], pose [F, 9] or None) of a take through
+    the cache at ``cache_dir`` (filled on first use)."""
+    return TakeCache(cache_dir, sample_rate, target_fps, labels).load(wav, jsonl)
 
 
 def lookup(
-    cache_dir: str | Path, wav: str | Path, jsonl: str | Path, *, sample_rate: int, target_fps: int
+    cache_dir: str | Path,
+    wav: str | Path,
+    jsonl: str | Path,
+    *,
+    sample_rate: int,
+    target_fps: int,
+    labels: LabelFormat | None = None,
 ) -> CacheEntry | None:
     """The current entry of a take, or None; never decodes."""
-    return TakeCache(cache_dir, sample_rate, target_fps).lookup(wav, jsonl)
+    return TakeCache(cache_dir, sample_rate, target_fps, labels).lookup(wav, jsonl)

@@ -10,6 +10,7 @@ pieces through the public attributes ``sampler``, ``store``, ``schema`` and ``po
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .augment import as_augment
 from .batch import Batch, BatchSchema
+from .blendshapes import BlendshapeOrder, LabelFormat
 from .loader import BatchLoader
 from .sampling import (
     AdaptiveStride,
@@ -67,15 +69,21 @@ _COMMON_PARAMETERS = """
     :param max_cached_takes: decoded takes kept per process.
     :param worker_sharing_strategy: torch sharing strategy set inside DataLoader workers
         (``"file_system"``: batches passed by name, faster here); None keeps torch's.
+    :param blendshape_order: column order of positional ``"blendshapes"`` arrays in the JSONL:
+        ``"live_link"`` (Live Link Face's), ``"koemorph"`` (KoeMorph's list) or the 52 names in
+        the file's order; samples are always in ARKIT_BLENDSHAPES order.
+    :param timestamp_unit: unit of the JSONL timestamps: ``"s"``, ``"ms"`` or ``"us"``.
+    :param pose: also deliver the head/eye pose as ``pose`` float32 [window_frames, 9] (a take
+        without pose is then a DataFormatError naming it).
 """
 
 
 def _forward(piece: str, name: str, doc: str) -> property:
-    """A read-only attribute answered by one of the dataset's pieces."""
-    return property(lambda self: getattr(getattr(self, piece), name), doc=doc)
+    """A read-only attribute answered by one of the dataset's pieces (``piece`` may be dotted)."""
+    return property(operator.attrgetter(f"{piece}.{name}"), doc=doc)
 
 
-def _check_options(*, on_error: str, worker_sharing_strategy: str | None, **positive: int) -> None:
+def _check_options(on_error: str, worker_sharing_strategy: str | None, **positive: int) -> None:
     check_positive(**positive)
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -107,17 +115,12 @@ class WindowDataset(IterableDataset):
         augment: Any,
         max_cached_takes: int,
         worker_sharing_strategy: str | None,
+        labels: LabelFormat,
         **sampling: Any,
     ) -> None:
         super().__init__()
-        _check_options(
-            on_error=on_error,
-            worker_sharing_strategy=worker_sharing_strategy,
-            window_frames=window_frames,
-            sample_rate=sample_rate,
-            target_fps=target_fps,
-            max_cached_takes=max_cached_takes,
-        )
+        positive = dict(window_frames=window_frames, sample_rate=sample_rate, target_fps=target_fps)
+        _check_options(on_error, worker_sharing_strategy, max_cached_takes=max_cached_takes, **positive)
         self.timing = Timing(int(sample_rate), int(target_fps), alignment)
         check_sampling(**{k: sampling[k] for k in ("seed", "epoch", "rank", "world_size", "lanes")})  # before I/O
         self.data_dir = Path(data_dir)
@@ -131,6 +134,7 @@ class WindowDataset(IterableDataset):
             window_frames=self.window_frames,
             on_error=on_error,
             cache_dir=self.cache_dir,
+            labels=labels,
         )
         self.sampler = WindowSampler(
             self.takes.frames, window_frames=self.window_frames, stride=stride, timing=self.timing, **sampling
@@ -141,6 +145,7 @@ class WindowDataset(IterableDataset):
             window_samples=self.window_samples,
             names=self.takes.names,
             dense_flag=isinstance(stride, AdaptiveStride),
+            pose=labels.pose,
         )
         self.reader = WindowReader(self.store, self.schema, augment=as_augment(augment), seed=sampling["seed"])
         self.position = StreamPosition(int(sampling["epoch"]))
@@ -219,26 +224,7 @@ class WindowDataset(IterableDataset):
         return self.sampler.epoch_items()
 
     def __repr__(self) -> str:
-        fields = [repr(str(self.data_dir)), f"takes={len(self.takes.pairs)}"]
-        if self.takes.skipped:
-            fields.append(f"skipped={len(self.takes.skipped)}")
-        fields += [
-            f"window_frames={self.window_frames}",
-            *self._repr_fields(),
-            f"epoch={self.epoch}",
-            f"windows_in_epoch={len(self.plan())}",
-        ]
-        optional = {
-            "rank": self.rank,
-            "world_size": self.world_size,
-            "lanes": self.lanes,
-            "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
-            "augment": self.augment,
-        }
-        fields += [f"{k}={v!r}" for k, v in optional.items() if v is not None]
-        if not self.loop_dataset:
-            fields.append("loop_dataset=False")
-        return f"{type(self).__name__}({', '.join(fields)})"
+        return _describe(self, self._repr_fields())
 
     def _repr_fields(self) -> list[str]:
         return []
@@ -337,6 +323,28 @@ class WindowDataset(IterableDataset):
         )
 
 
+def _describe(dataset: WindowDataset, stride_fields: list[str]) -> str:
+    """``SequentialKoeMorphDataset('data', takes=4, window_frames=256, stride_frames=1, ...)``."""
+    takes = dataset.takes
+    fields = [repr(str(dataset.data_dir)), f"takes={len(takes.pairs)}"]
+    if takes.skipped:
+        fields.append(f"skipped={len(takes.skipped)}")
+    fields += [f"window_frames={dataset.window_frames}", *stride_fields, f"epoch={dataset.epoch}"]
+    fields.append(f"windows_in_epoch={len(dataset.plan())}")
+    cache_dir = None if dataset.cache_dir is None else str(dataset.cache_dir)
+    optional = {
+        "rank": dataset.rank,
+        "world_size": dataset.world_size,
+        "lanes": dataset.lanes,
+        "cache_dir": cache_dir,
+        "augment": dataset.augment,
+    }
+    fields += [f"{k}={v!r}" for k, v in optional.items() if v is not None]
+    if not dataset.loop_dataset:
+        fields.append("loop_dataset=False")
+    return f"{type(dataset).__name__}({', '.join(fields)})"
+
+
 class SequentialKoeMorphDataset(WindowDataset):
     __doc__ = (
         """Fixed-stride sliding windows over every take (stride 1 = every frame transition).
@@ -371,6 +379,9 @@ class SequentialKoeMorphDataset(WindowDataset):
         augment: Any = None,
         max_cached_takes: int = 2,
         worker_sharing_strategy: str | None = "file_system",
+        blendshape_order: BlendshapeOrder = "live_link",
+        timestamp_unit: str = "s",
+        pose: bool = False,
     ) -> None:
         check_positive(stride_frames=stride_frames)
         self.stride_frames = int(stride_frames)
@@ -394,6 +405,7 @@ class SequentialKoeMorphDataset(WindowDataset):
             augment=augment,
             max_cached_takes=max_cached_takes,
             worker_sharing_strategy=worker_sharing_strategy,
+            labels=LabelFormat(blendshape_order, timestamp_unit, pose),
         )
 
     def _repr_fields(self) -> list[str]:
@@ -446,16 +458,13 @@ class AdaptiveSequentialDataset(WindowDataset):
         augment: Any = None,
         max_cached_takes: int = 2,
         worker_sharing_strategy: str | None = "file_system",
+        blendshape_order: BlendshapeOrder = "live_link",
+        timestamp_unit: str = "s",
+        pose: bool = False,
     ) -> None:
         schedule = AdaptiveStride(
             stride_mode, initial_stride, final_stride, max_epochs, progressive_schedule, float(dense_sampling_ratio)
         )
-        self.stride_mode = stride_mode
-        self.initial_stride = int(initial_stride)
-        self.final_stride = int(final_stride)
-        self.max_epochs = int(max_epochs)
-        self.dense_sampling_ratio = float(dense_sampling_ratio)
-        self.progressive_schedule = progressive_schedule
         super().__init__(
             data_dir,
             stride=schedule,
@@ -476,7 +485,15 @@ class AdaptiveSequentialDataset(WindowDataset):
             augment=augment,
             max_cached_takes=max_cached_takes,
             worker_sharing_strategy=worker_sharing_strategy,
+            labels=LabelFormat(blendshape_order, timestamp_unit, pose),
         )
+
+    stride_mode = _forward("sampler.stride", "mode", "'dense', 'sparse', 'progressive' or 'mixed'.")
+    initial_stride = _forward("sampler.stride", "initial", "The sparse stride and the schedule's first.")
+    final_stride = _forward("sampler.stride", "final", "The progressive schedule's last stride.")
+    max_epochs = _forward("sampler.stride", "max_epochs", "Length of the progressive schedule in epochs.")
+    dense_sampling_ratio = _forward("sampler.stride", "mixed_ratio", "Mixed mode's share of stride-1 draws.")
+    progressive_schedule = _forward("sampler.stride", "schedule", "'linear' or 'step'.")
 
     @property
     def current_stride(self) -> int:

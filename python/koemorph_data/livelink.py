@@ -18,9 +18,9 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import soundfile as sf
@@ -31,9 +31,9 @@ from .errors import DataFormatError
 
 SAMPLE_RATE = 16000
 TARGET_FPS = 30
-#: Live Link Face's last nine columns, in its order: head, then left and right eye rotation.
-POSE_COLUMNS = ("HeadYaw", "HeadPitch", "HeadRoll", "LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll",
-                "RightEyeYaw", "RightEyePitch", "RightEyeRoll")
+#: Live Link Face's last nine columns, in its order and spelling: head, then left and right eye
+#: rotation (the package's POSE_NAMES, capitalised as the CSV header writes them).
+POSE_COLUMNS = tuple(name[0].upper() + name[1:] for name in _core.POSE_NAMES)
 #: Timecode rates a capture's FF field is suggested to be counted at when it is not the given one.
 TIMECODE_RATES = (24, 25, 30, 48, 50, 60, 100, 120)
 _TIMECODE = re.compile(r"^\s*(\d+):(\d{1,2}):(\d{1,2})[:;](\d+(?:\.\d*)?)\s*$")
@@ -344,7 +344,7 @@ class FaceTrack:
     pose: np.ndarray | None      # [F, 9], None when the capture or the core has no pose
     source_fps: float | None
 
-    def __getitem__(self, frames: slice) -> "FaceTrack":
+    def __getitem__(self, frames: slice) -> FaceTrack:
         pose = None if self.pose is None else self.pose[frames]
         return FaceTrack(self.values[frames], self.timestamps[frames], pose, self.source_fps)
 
@@ -356,14 +356,11 @@ def convert_fps(capture: LiveLinkCapture, csv_path: Path) -> FaceTrack:
         source = Path(tmp) / "source.jsonl"
         write_take_jsonl(source, capture.times, capture.values, capture.pose)
         try:
-            result = _core.load_blendshapes(str(source), float(TARGET_FPS))
+            values, stamps, source_fps, _rows, pose = _core.load_blendshapes(str(source), float(TARGET_FPS))
         except DataFormatError as exc:
             lines = capture.lines
             line = lines[exc.line - 1] if exc.line is not None and 0 < exc.line <= len(lines) else None
             raise _fail(csv_path, line, exc.reason) from None
-    # The pose-aware core returns a fifth item; an older core ignores "pose" and returns four.
-    values, stamps, source_fps, _rows = result[:4]
-    pose = result[4] if len(result) > 4 else None
     return FaceTrack(values, stamps, pose, source_fps)
 
 

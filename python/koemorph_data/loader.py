@@ -102,6 +102,7 @@ class _Chunk:
     flags: dict[str, torch.Tensor]
     bounds: np.ndarray  # positions i where files[i] != files[i - 1]
     upcoming: int | None = None  # the take that follows the chunk
+    pose: torch.Tensor | None = None  # [n, window_frames, 9], once gathered (pose=True)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -228,36 +229,62 @@ class ChunkGatherer:
         samples: np.ndarray,
         audio: torch.Tensor,
         blendshapes: torch.Tensor,
+        pose: torch.Tensor | None = None,
         threads: int | None = None,
         background: bool = False,
     ) -> Any:
-        """Copies the windows (files/frames/samples) into audio [n, S] and blendshapes [n, W, 52]."""
+        """Copies the windows (files/frames/samples) into audio [n, S] and blendshapes [n, W, 52]
+        (and pose [n, W, 9], in this thread: it is small)."""
         first = files[0] if len(files) else 0
         if files[-1] == first and (files == first).all():
-            take = self.store.get(int(first))
-            audio_sources, bs_sources = [take[0]], [take[1]]
+            takes = [self.store.get(int(first))]
             ids = np.zeros(len(files), dtype=np.int64)
         else:
             unique, ids = np.unique(files, return_inverse=True)
             takes = [self.store.get(int(f)) for f in unique]
-            audio_sources, bs_sources = [a for a, _ in takes], [b for _, b in takes]
             ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        frames = np.ascontiguousarray(frames, dtype=np.int64)
+        if pose is not None:
+            starts = frames * _core.NUM_POSE  # gather_windows counts in elements of the flat track
+            _core.gather_windows([t.pose for t in takes], ids, starts, pose.numpy(), 1)
         gather = _core.gather_batch_async if background else _core.gather_batch
         return gather(
-            audio_sources,
-            bs_sources,
+            [t.audio for t in takes],
+            [t.blendshapes for t in takes],
             ids,
             np.ascontiguousarray(samples, dtype=np.int64),
-            np.ascontiguousarray(frames, dtype=np.int64),
+            frames,
             audio.numpy(),
             blendshapes.numpy(),
             1 if background else (self._copy_threads if threads is None else threads),
         )
 
+    def gather_chunk(
+        self,
+        chunk: _Chunk,
+        audio: torch.Tensor,
+        blendshapes: torch.Tensor,
+        *,
+        threads: int | None = None,
+        background: bool = False,
+    ) -> Any:
+        """``gather`` of a chunk's windows; its pose lands in ``chunk.pose``."""
+        chunk.pose = self.schema.empty_pose(len(chunk), pin_memory=self.pin_memory)
+        return self.gather(
+            chunk.files,
+            chunk.frames,
+            chunk.samples,
+            audio,
+            blendshapes,
+            chunk.pose,
+            threads=threads,
+            background=background,
+        )
+
     def window_chunk(self, chunk: _Chunk, threads: int | None = None) -> list[Batch]:
         """Gathers a chunk in this thread and returns its batches."""
         audio, blendshapes = self._buffers.get(len(chunk))
-        self.gather(chunk.files, chunk.frames, chunk.samples, audio, blendshapes, threads=threads)
+        self.gather_chunk(chunk, audio, blendshapes, threads=threads)
         if chunk.upcoming is not None:
             self.store.prefetch(chunk.upcoming)
         return self.views(chunk, audio, blendshapes)
@@ -265,7 +292,7 @@ class ChunkGatherer:
     def views(self, chunk: _Chunk, audio: torch.Tensor, blendshapes: torch.Tensor) -> list[Batch]:
         """The chunk's batches: row views of its tensors (built eagerly: a few slices each)."""
         b = self.batch_size
-        files, frames = torch.from_numpy(chunk.files), torch.from_numpy(chunk.frames)
+        files, frames, pose = torch.from_numpy(chunk.files), torch.from_numpy(chunk.frames), chunk.pose
         flags = list(chunk.flags.items())
         batches = [
             self.schema.batch(
@@ -273,6 +300,7 @@ class ChunkGatherer:
                 blendshapes[lo : lo + b],
                 files[lo : lo + b],
                 frames[lo : lo + b],
+                pose=None if pose is None else pose[lo : lo + b],
                 flags={key: value[lo : lo + b] for key, value in flags},
             )
             for lo in range(0, len(chunk), b)
@@ -295,7 +323,8 @@ class ChunkGatherer:
             samples[rows][ok] = plan.start_sample[index[ok]]
         valid = files >= 0
         audio, blendshapes = self._buffers.get(n)
-        self.gather_valid(files, frames, samples, valid, audio, blendshapes)
+        pose = self.schema.empty_pose(n, pin_memory=self.pin_memory)
+        self.gather_valid(files, frames, samples, valid, audio, blendshapes, pose)
         file_t, frame_t, valid_t = torch.from_numpy(files), torch.from_numpy(frames), torch.from_numpy(valid)
         batches = []
         for s, (plan, index, reset) in enumerate(chunk):
@@ -306,6 +335,7 @@ class ChunkGatherer:
                     blendshapes[rows],
                     file_t[rows],
                     frame_t[rows],
+                    pose=None if pose is None else pose[rows],
                     lanes=(reset, valid_t[rows]),
                     flags=self.schema.flags(plan, index),
                 )
@@ -321,21 +351,24 @@ class ChunkGatherer:
         valid: np.ndarray,
         audio: torch.Tensor,
         blendshapes: torch.Tensor,
+        pose: torch.Tensor | None,
     ) -> None:
-        """Gathers the valid rows into audio / blendshapes and zeroes the others."""
+        """Gathers the valid rows into audio / blendshapes / pose and zeroes the others."""
         if valid.all():
-            self.gather(files, frames, samples, audio, blendshapes)
+            self.gather(files, frames, samples, audio, blendshapes, pose)
             return
+        outputs = [t for t in (audio, blendshapes, pose) if t is not None]
         invalid = torch.from_numpy(np.flatnonzero(~valid))
-        audio[invalid] = 0.0
-        blendshapes[invalid] = 0.0
+        for out in outputs:
+            out[invalid] = 0.0
         rows = np.flatnonzero(valid)
         if len(rows):
             a, b = self.schema.empty(len(rows), pin_memory=self.pin_memory)
-            self.gather(files[rows], frames[rows], samples[rows], a, b)
+            p = self.schema.empty_pose(len(rows), pin_memory=self.pin_memory)
+            self.gather(files[rows], frames[rows], samples[rows], a, b, p)
             index_t = torch.from_numpy(rows)
-            audio.index_copy_(0, index_t, a)
-            blendshapes.index_copy_(0, index_t, b)
+            for out, part in zip(outputs, (a, b, p)):
+                out.index_copy_(0, index_t, part)
 
 
 class BatchLoader:
@@ -455,9 +488,7 @@ class BatchLoader:
         try:
             for chunk in chunks:
                 audio, blendshapes = self._buffers.get(len(chunk))
-                ticket = self.gatherer.gather(
-                    chunk.files, chunk.frames, chunk.samples, audio, blendshapes, background=True
-                )
+                ticket = self.gatherer.gather_chunk(chunk, audio, blendshapes, background=True)
                 if chunk.upcoming is not None:
                     self.store.prefetch(chunk.upcoming)
                 pending.append((ticket, chunk, audio, blendshapes))

@@ -87,6 +87,10 @@ class AdaptiveStride:
     mixed_ratio: float = 0.1
 
     def __post_init__(self) -> None:
+        for name in ("initial", "final", "max_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+                object.__setattr__(self, name, int(value))  # numpy integers become plain ints
         if self.mode not in STRIDE_MODES:
             raise ValueError(f"stride_mode must be one of {STRIDE_MODES}, got {self.mode!r}")
         if self.schedule not in SCHEDULES:

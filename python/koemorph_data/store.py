@@ -11,16 +11,11 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
-
-from . import _core
 from .audio import load_audio
-from .cache import load_take
+from .cache import TakeArrays, load_take
 from .errors import DataFormatError
 from .lru import BoundedCache
 from .takes import TakeTable
-
-Take = tuple[np.ndarray, np.ndarray]  # (audio float32 [samples], blendshapes float32 [frames, 52])
 
 
 class TakeStore:
@@ -28,7 +23,7 @@ class TakeStore:
 
     def __init__(self, table: TakeTable, *, capacity: int) -> None:
         self.table = table
-        self._takes: BoundedCache[int, Take] = BoundedCache(capacity)
+        self._takes: BoundedCache[int, TakeArrays] = BoundedCache(capacity)
         self._ahead: ThreadPoolExecutor | None = None
 
     @property
@@ -39,8 +34,8 @@ class TakeStore:
         """Keeps at least ``takes`` takes (a reader that needs several at once asks for room)."""
         self._takes.capacity = max(self._takes.capacity, int(takes))
 
-    def get(self, file_index: int) -> Take:
-        """(audio, blendshapes) of take ``file_index``, from the store or loaded now."""
+    def get(self, file_index: int) -> TakeArrays:
+        """(audio, blendshapes, pose) of take ``file_index``, from the store or loaded now."""
         return self._takes.get_or_make(int(file_index), self.load)
 
     def prefetch(self, file_index: int) -> None:
@@ -53,20 +48,20 @@ class TakeStore:
         future = self._ahead.submit(self.get, file_index)
         future.add_done_callback(lambda f: f.exception())
 
-    def load(self, file_index: int) -> Take:
+    def load(self, file_index: int) -> TakeArrays:
         """Loads a take without keeping it: memory-mapped from the prepared cache (filled on
         first use) or decoded; raises DataFormatError if the audio is shorter than validated."""
         wav, jsonl = self.table.pairs[file_index]
         info = self.table.infos[file_index]
         assert info is not None, "a skipped take has no windows"
-        timing, cache_dir = self.table.timing, self.table.cache_dir
+        timing, cache_dir, labels = self.table.timing, self.table.cache_dir, self.table.labels
         if cache_dir is not None:
-            audio, values = load_take(
-                cache_dir, wav, jsonl, sample_rate=timing.sample_rate, target_fps=timing.target_fps
+            audio, values, pose = load_take(
+                cache_dir, wav, jsonl, sample_rate=timing.sample_rate, target_fps=timing.target_fps, labels=labels
             )
         else:
             audio = load_audio(wav, timing.sample_rate)
-            values = None
+            values = pose = None
         needed = timing.frame_to_sample(info.usable_frames)
         if len(audio) < needed:
             raise DataFormatError(
@@ -76,8 +71,9 @@ class TakeStore:
                 reason="audio shorter than its header",
             )
         if values is None:
-            values = _core.load_blendshapes(str(jsonl), float(timing.target_fps))[0]
-        return audio, values[: info.usable_frames]
+            values, _fps, _rows, pose = labels.load(jsonl, timing.target_fps)
+        usable = info.usable_frames
+        return TakeArrays(audio, values[:usable], pose[:usable] if labels.pose and pose is not None else None)
 
     def __getstate__(self) -> dict[str, Any]:
         # Pickled into DataLoader workers: the decode-ahead thread stays behind (BoundedCache

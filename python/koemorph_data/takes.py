@@ -17,6 +17,7 @@ import numpy as np
 from . import _core
 from . import cache as _cache
 from .audio import audio_info
+from .blendshapes import LabelFormat
 from .errors import DataFormatError
 from .timing import Timing
 
@@ -33,6 +34,7 @@ class TakeInfo:
     audio_frames: int  # frames the (resampled) audio covers
     source_fps: float | None
     usable_frames: int  # min of the two: what windows are cut from
+    has_pose: bool = False  # rows carry the head/eye pose
 
 
 def _walk(root: Path, suffix: str) -> list[Path]:
@@ -90,22 +92,26 @@ def validate_take(
     target_fps: int,
     alignment: str,
     cache_dir: str | Path | None = None,
+    labels: LabelFormat | None = None,
 ) -> TakeInfo:
     """Parses the JSONL and reads the wav header; raises DataFormatError naming the file.
 
     With a prepared cache holding a current entry of the take, the counts it recorded when
     it parsed the same files are used instead (same result, no parse)."""
+    labels = labels if labels is not None else LabelFormat()
     entry = (
-        _cache.lookup(cache_dir, audio_path, jsonl_path, sample_rate=sample_rate, target_fps=target_fps)
+        _cache.lookup(cache_dir, audio_path, jsonl_path, sample_rate=sample_rate, target_fps=target_fps, labels=labels)
         if cache_dir is not None
         else None
     )
     if entry is not None:
         length, blendshape_frames, source_fps = entry.audio_length, entry.blendshape_frames, entry.source_fps
+        has_pose = bool(entry.meta.get("pose"))
     else:
-        values, timestamps, source_fps, _rows = _core.load_blendshapes(str(jsonl_path), float(target_fps))
-        del values
-        length, blendshape_frames = audio_info(audio_path, sample_rate).length, len(timestamps)
+        values, source_fps, _rows, pose = labels.load(jsonl_path, target_fps)
+        length, blendshape_frames, has_pose = audio_info(audio_path, sample_rate).length, len(values), pose is not None
+        del values, pose
+    labels.check_pose(jsonl_path, has_pose)
     audio_frames = _core.frames_covered(length, sample_rate, target_fps, alignment)
     usable = min(blendshape_frames, audio_frames)
     if abs(blendshape_frames - audio_frames) > 1:
@@ -116,18 +122,26 @@ def validate_take(
             audio_frames,
             usable,
         )
-    return TakeInfo(audio_path, jsonl_path, blendshape_frames, audio_frames, source_fps, usable)
+    return TakeInfo(audio_path, jsonl_path, blendshape_frames, audio_frames, source_fps, usable, has_pose)
 
 
 class TakeTable:
     """Validated takes of a data directory, indexed by position in ``pairs``."""
 
     def __init__(
-        self, data_dir: str | Path, *, timing: Timing, window_frames: int, on_error: str, cache_dir: Path | None = None
+        self,
+        data_dir: str | Path,
+        *,
+        timing: Timing,
+        window_frames: int,
+        on_error: str,
+        cache_dir: Path | None = None,
+        labels: LabelFormat | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.timing = timing
         self.cache_dir = cache_dir
+        self.labels = labels if labels is not None else LabelFormat()
         self.pairs, self.orphans = find_file_pairs(self.data_dir)
         if not self.pairs:
             raise ValueError(f"no .wav/.jsonl pairs found under {self.data_dir}")
@@ -143,6 +157,7 @@ class TakeTable:
                     target_fps=timing.target_fps,
                     alignment=timing.alignment,
                     cache_dir=cache_dir,
+                    labels=self.labels,
                 )
             except DataFormatError as exc:
                 if on_error == "raise":

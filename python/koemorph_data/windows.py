@@ -23,35 +23,47 @@ class WindowReader:
         self.augment = augment
         self.seed = int(seed)  # the augmentation's default seed
 
-    def read(self, plan: EpochPlan, i: int) -> tuple[int, int, np.ndarray, np.ndarray]:
-        """(file index, start frame, audio, blendshapes) of plan window ``i``, augmented when
-        ``augment`` is set; the arrays are the caller's own."""
+    def read(self, plan: EpochPlan, i: int) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray | None]:
+        """(file index, start frame, audio, blendshapes, pose or None) of plan window ``i``,
+        augmented when ``augment`` is set; the arrays are the caller's own."""
         file_index, frame, sample = int(plan.file[i]), int(plan.start_frame[i]), int(plan.start_sample[i])
-        audio, blendshapes = self.store.get(file_index)
+        audio, blendshapes, pose = self.store.get(file_index)
         window_samples, window_frames = self.schema.window_samples, self.schema.window_frames
-        if self.augment is not None:
-            # Drawn from (augment seed, epoch, plan index) only: the same under any number of
-            # workers or ranks. Speed perturbation reads its span from the whole take.
-            a, b = self.augment.window(
-                audio,
-                blendshapes,
-                start_sample=sample,
-                start_frame=frame,
-                window_samples=window_samples,
-                window_frames=window_frames,
-                sample_rate=self.store.table.timing.sample_rate,
-                fps=self.store.table.timing.target_fps,
-                epoch=plan.epoch,
-                index=i,
-                default_seed=self.seed,
+        if self.augment is None:
+            # Copies: a caller may modify a sample in place, and neighbouring windows share data.
+            face = slice(frame, frame + window_frames)
+            return (
+                file_index,
+                frame,
+                audio[sample : sample + window_samples].copy(),
+                blendshapes[face].copy(),
+                None if pose is None else pose[face].copy(),
             )
-            return file_index, frame, a, b
-        # Copies: a caller may modify a sample in place, and neighbouring windows share data.
+        # The pose rides along as extra columns, so a speed change moves it exactly like the face.
+        track = blendshapes if pose is None else np.concatenate((blendshapes, pose), axis=1)
+        # Drawn from (augment seed, epoch, plan index) only: the same under any number of
+        # workers or ranks. Speed perturbation reads its span from the whole take.
+        timing = self.store.table.timing
+        a, b = self.augment.window(
+            audio,
+            track,
+            start_sample=sample,
+            start_frame=frame,
+            window_samples=window_samples,
+            window_frames=window_frames,
+            sample_rate=timing.sample_rate,
+            fps=timing.target_fps,
+            epoch=plan.epoch,
+            index=i,
+            default_seed=self.seed,
+        )
+        n = blendshapes.shape[1]
         return (
             file_index,
             frame,
-            audio[sample : sample + window_samples].copy(),
-            blendshapes[frame : frame + window_frames].copy(),
+            a,
+            np.ascontiguousarray(b[:, :n]),
+            None if pose is None else np.ascontiguousarray(b[:, n:]),
         )
 
     def sample(self, plan: EpochPlan, i: int) -> Batch:
@@ -62,16 +74,21 @@ class WindowReader:
         """One lanes batch: slot b holds plan window ``index[b]`` (-1: an invalid slot)."""
         lanes = len(index)
         audio, blendshapes = self.schema.empty(lanes, zero=True)
+        pose = self.schema.empty_pose(lanes, zero=True)
         file_indices = torch.full((lanes,), -1, dtype=torch.int64)
         start_frames = torch.full((lanes,), -1, dtype=torch.int64)
         for slot, i in enumerate(index.tolist()):
             if i < 0:
                 continue
-            file_index, frame, a, b = self.read(plan, i)
+            file_index, frame, a, b, p = self.read(plan, i)
             audio[slot] = torch.from_numpy(a)
             blendshapes[slot] = torch.from_numpy(b)
+            if pose is not None:
+                pose[slot] = torch.from_numpy(p)
             file_indices[slot] = file_index
             start_frames[slot] = frame
         valid = torch.from_numpy(index >= 0)
         flags = self.schema.flags(plan, index)
-        return self.schema.batch(audio, blendshapes, file_indices, start_frames, lanes=(reset, valid), flags=flags)
+        return self.schema.batch(
+            audio, blendshapes, file_indices, start_frames, pose=pose, lanes=(reset, valid), flags=flags
+        )

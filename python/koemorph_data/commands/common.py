@@ -9,6 +9,8 @@ from typing import TextIO
 
 from tqdm import tqdm
 
+from ..blendshapes import TIMESTAMP_UNITS, BlendshapeOrder, LabelFormat, blendshape_permutation
+
 
 def positive_int(text: str) -> int:
     """argparse type: an integer above 0 (anything else is a usage error, exit status 2)."""
@@ -57,6 +59,26 @@ def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     every command reading takes offers the same ones)."""
     parser.add_argument("--sample-rate", type=positive_int, default=16000, help="dataset sample_rate (default 16000)")
     parser.add_argument("--fps", type=positive_int, default=30, help="dataset target_fps (default 30)")
+    parser.add_argument("--blendshape-order", type=_blendshape_order, default="live_link", metavar="ORDER",
+                        help="column order of positional blendshape arrays: live_link (default), koemorph, "
+                             "or the 52 names separated by commas")
+    parser.add_argument("--timestamp-unit", choices=TIMESTAMP_UNITS, default="s",
+                        help="unit of the JSONL timestamps (default s)")
+
+
+def _blendshape_order(text: str) -> BlendshapeOrder:
+    """argparse type: a preset name or a comma-separated list of the 52 names, checked now."""
+    order: BlendshapeOrder = text if "," not in text else [name.strip() for name in text.split(",")]
+    try:
+        blendshape_permutation(order)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return order
+
+
+def label_format(args: argparse.Namespace) -> LabelFormat:
+    """How the command reads the takes' JSONL (from ``add_dataset_options``' options)."""
+    return LabelFormat(args.blendshape_order, args.timestamp_unit)
 
 
 class TakeProgress:
@@ -89,7 +111,7 @@ class TakeProgress:
         self.stream.write(f"{self.command}: {self.done}/{self.total} takes in {elapsed:.1f} s{note}\n")
         self.stream.flush()
 
-    def __enter__(self) -> "TakeProgress":
+    def __enter__(self) -> TakeProgress:
         return self
 
     def __exit__(self, *exc_info) -> None:

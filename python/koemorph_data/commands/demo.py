@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from .. import SAMPLE_DATA_DIR, ARKIT_BLENDSHAPES, AdaptiveSequentialDataset, SequentialKoeMorphDataset
+from .. import ARKIT_BLENDSHAPES, SAMPLE_DATA_DIR, AdaptiveSequentialDataset, SequentialKoeMorphDataset
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -22,10 +22,11 @@ import numpy as np
 
 from .. import _core
 from ..audio import audio_info, load_audio
+from ..blendshapes import LabelFormat
 from ..errors import DataFormatError, UserError
 from ..sync import SyncEstimate, audio_face_lag
 from ..takes import find_file_pairs, validate_take
-from .common import TakeProgress, add_dataset_options, non_negative_float, positive_int
+from .common import TakeProgress, add_dataset_options, label_format, non_negative_float, positive_int
 
 #: A lag is reported as a warning from this many frames on, when its correlation is at least LAG_MIN_R.
 LAG_WARN_FRAMES = 2
@@ -66,15 +67,14 @@ def _lag_warning(sync: SyncEstimate, fps: int) -> list[str]:
 
 
 def inspect_pair(wav: Path, jsonl: Path, *, sample_rate: int, fps: int, window_frames: int,
-                 stride: int, max_lag_frames: int = 15) -> dict[str, Any]:
+                 stride: int, max_lag_frames: int = 15, labels: LabelFormat | None = None) -> dict[str, Any]:
     """One take's report (raises DataFormatError for a take the datasets would reject)."""
-    info = validate_take(wav, jsonl, sample_rate=sample_rate, target_fps=fps, alignment="exact")
+    labels = labels if labels is not None else LabelFormat()
+    info = validate_take(wav, jsonl, sample_rate=sample_rate, target_fps=fps, alignment="exact", labels=labels)
     header = audio_info(wav, sample_rate)
-    rows = _core.read_blendshapes(str(jsonl))
-    values, timestamps = rows[0], rows[1]
+    values, timestamps, _pose = _core.read_blendshapes(str(jsonl), labels.blendshape_order, labels.timestamp_unit)
     dropped, gaps = _dropped(timestamps, info.source_fps)
-    sync = audio_face_lag(load_audio(wav, sample_rate), sample_rate,
-                          _core.load_blendshapes(str(jsonl), float(fps))[0], fps, max_lag_frames)
+    sync = audio_face_lag(load_audio(wav, sample_rate), sample_rate, labels.load(jsonl, fps)[0], fps, max_lag_frames)
     outside = (values < 0.0) | (values > 1.0)
     names = tuple(_core.ARKIT_BLENDSHAPES)
     outside_names = [names[j] for j in np.flatnonzero(outside.any(axis=0))]
@@ -108,7 +108,8 @@ def inspect_pair(wav: Path, jsonl: Path, *, sample_rate: int, fps: int, window_f
 
 
 def inspect_dir(data_dir: Path, *, sample_rate: int = 16000, fps: int = 30, window_frames: int = 256,
-                stride: int = 1, max_lag_frames: int = 15, progress: bool = True) -> dict[str, Any]:
+                stride: int = 1, max_lag_frames: int = 15, progress: bool = True,
+                labels: LabelFormat | None = None) -> dict[str, Any]:
     """``{"pairs": [...], "orphans": [...], "errors": [...]}`` for a data directory."""
     pairs, orphans = find_file_pairs(data_dir)
     report: dict[str, Any] = {"data_dir": str(data_dir), "window_frames": window_frames, "stride": stride,
@@ -119,7 +120,7 @@ def inspect_dir(data_dir: Path, *, sample_rate: int = 16000, fps: int = 30, wind
             try:
                 report["pairs"].append(inspect_pair(wav, jsonl, sample_rate=sample_rate, fps=fps,
                                                     window_frames=window_frames, stride=stride,
-                                                    max_lag_frames=max_lag_frames))
+                                                    max_lag_frames=max_lag_frames, labels=labels))
             except DataFormatError as exc:
                 report["errors"].append(_error(exc.path or wav, exc.reason, exc.line))
             except Exception as exc:  # an internal error must not hide the other takes
@@ -194,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = inspect_dir(args.data_dir, sample_rate=args.sample_rate, fps=args.fps,
                              window_frames=args.window_frames, stride=args.stride,
-                             max_lag_frames=int(round(args.max_lag * args.fps)))
+                             max_lag_frames=int(round(args.max_lag * args.fps)), labels=label_format(args))
     finally:
         log.setLevel(level)
     if args.json:

@@ -17,7 +17,7 @@ from .. import _core
 from ..audio import load_audio
 from ..errors import UserError
 from ..sync import SyncEstimate, audio_face_lag
-from .common import add_dataset_options, non_negative_float, positive_float
+from .common import add_dataset_options, label_format, non_negative_float, positive_float
 
 MOUTH_SHAPES = ("jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthLowerDownLeft")
 
@@ -83,8 +83,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("matplotlib is not installed; install it with: pip install 'koemorph-data[plot]'") from None
 
     audio = load_audio(wav, args.sample_rate)
-    result = _core.load_blendshapes(str(jsonl), float(args.fps))
-    values, source_fps = result[0], result[2]
+    values, source_fps, _rows, _pose = label_format(args).load(jsonl, args.fps)
     estimate = audio_face_lag(audio, args.sample_rate, values, args.fps, int(round(args.max_lag * args.fps)))
     frames = estimate.frames
     if frames < 3:

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..cache import TakeCache
 from ..errors import UserError
 from ..takes import find_file_pairs
-from .common import TakeProgress, add_dataset_options, positive_int
+from .common import TakeProgress, add_dataset_options, label_format, positive_int
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +53,7 @@ class _Tally:
     def add(self, wav: Path, future: Future) -> str:
         """Counts a finished take; returns its progress label."""
         try:
-            (audio, blendshapes), stored = future.result()
+            (audio, blendshapes, _pose), stored = future.result()
         except (ValueError, OSError) as exc:  # DataFormatError is a ValueError
             self.failed.append((wav, str(exc)))
             return f"FAILED {wav.stem}"
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if not pairs:
         raise UserError(f"no .wav/.jsonl pairs found under {args.data_dir}")
     _make_cache_dir(args.cache_dir)
-    cache = TakeCache(args.cache_dir, args.sample_rate, args.fps)
+    cache = TakeCache(args.cache_dir, args.sample_rate, args.fps, label_format(args))
     progress = TakeProgress("prepare", len(pairs))
     tally = _Tally()
     started = time.perf_counter()
