@@ -1,4 +1,5 @@
 """The README's main job: `koemorph-data demo` on the sample shipped inside the package."""
+
 from __future__ import annotations
 
 import math
@@ -6,12 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import soundfile as sf
-
 import koemorph_data
-from koemorph_data import SequentialKoeMorphDataset
-
+import soundfile as sf
 from conftest import read_jsonl_by_hand
+from koemorph_data import SequentialKoeMorphDataset
 
 
 def test_sample_dataset_ships_with_the_package():
@@ -42,3 +41,51 @@ def test_demo_streams_the_documents_dataloader_configuration():
     ds = SequentialKoeMorphDataset(koemorph_data.SAMPLE_DATA_DIR, loop_dataset=False)
     assert f"{ds.num_windows()} windows in epoch 0" in out
     assert "delivered" in out
+
+
+def _delivered_line(args: list[str]) -> str:
+    proc = subprocess.run(_demo_command() + ["demo", *args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return next(line for line in proc.stdout.splitlines() if line.startswith("delivered "))
+
+
+def _worker_blocks(windows: int, workers: int) -> list[int]:
+    """A DataLoader worker's contiguous block of the epoch: as even as possible, longer ones first."""
+    base, extra = divmod(windows, workers)
+    return [base + (w < extra) for w in range(workers)]
+
+
+def test_demo_says_why_drop_last_delivered_fewer_windows_than_the_epoch():
+    epoch = SequentialKoeMorphDataset(koemorph_data.SAMPLE_DATA_DIR, loop_dataset=False).num_windows()
+    batch = 4
+    assert epoch % batch, "the sample must leave a partial batch for this test to mean anything"
+
+    line = _delivered_line(["--num-workers", "0", "--batch-size", str(batch)])
+    full = epoch // batch
+    assert line.startswith(f"delivered {full} batches = {full * batch} windows in ")
+    assert line.endswith(
+        f"; the epoch has {epoch} windows: the last {epoch % batch} did not fill a batch of {batch} (drop_last=True)"
+    )
+
+    # Two workers: each batches its own block, and each drops its own partial batch.
+    blocks = _worker_blocks(epoch, 2)
+    full = sum(b // batch for b in blocks)
+    line = _delivered_line(["--num-workers", "2", "--batch-size", str(batch)])
+    assert line.startswith(f"delivered {full} batches = {full * batch} windows in ")
+    if blocks[0] == blocks[1]:
+        why = f"the 2 workers each batch their own block of {blocks[0]}, and the last {blocks[0] % batch} of each"
+    else:
+        why = (
+            f"the 2 workers batch their own blocks of {blocks[0]}, {blocks[1]}, and the last "
+            f"{blocks[0] % batch}, {blocks[1] % batch} of them"
+        )
+    assert line.endswith(f"; the epoch has {epoch} windows: {why} did not fill a batch of {batch} (drop_last=True)")
+
+
+def test_demo_says_nothing_is_missing_when_every_window_fills_a_batch():
+    epoch = SequentialKoeMorphDataset(koemorph_data.SAMPLE_DATA_DIR, loop_dataset=False).num_windows()
+    line = _delivered_line(["--num-workers", "0", "--batch-size", "1"])
+    assert line.startswith(f"delivered {epoch} batches = {epoch} windows in ")
+    assert line.endswith("windows/s)")
+    line = _delivered_line(["--num-workers", "0", "--max-batches", "3"])
+    assert line.startswith("delivered 3 batches = 12 windows in ") and line.endswith("; stopped by --max-batches 3")

@@ -1,4 +1,5 @@
 """``koemorph-data demo``: the design document's DataLoader over the bundled sample."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,12 +9,17 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from .. import ARKIT_BLENDSHAPES, SAMPLE_DATA_DIR, AdaptiveSequentialDataset, SequentialKoeMorphDataset
+from .. import ARKIT_BLENDSHAPES, SAMPLE_DATA_DIR, AdaptiveSequentialDataset, SequentialKoeMorphDataset, _core
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data_dir", nargs="?", type=Path, default=SAMPLE_DATA_DIR,
-                        help="a dataset directory (default: the sample shipped with the package)")
+    parser.add_argument(
+        "data_dir",
+        nargs="?",
+        type=Path,
+        default=SAMPLE_DATA_DIR,
+        help="a dataset directory (default: the sample shipped with the package)",
+    )
     parser.add_argument("--stride", type=int, default=1, help="stride_frames (default 1: every transition)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--num-workers", type=int, default=2)
@@ -30,18 +36,52 @@ def _describe(batch: dict) -> str:
     return ", ".join(parts)
 
 
+def shortfall(epoch_windows: int, delivered: int, batch_size: int, workers: int) -> str:
+    """Why a full epoch delivered fewer than ``epoch_windows`` with ``drop_last=True`` ("" if it did not).
+
+    Each DataLoader worker batches its own block of the epoch (the blocks the dataset cuts), so
+    each drops the end of its block that does not fill a batch.
+    """
+    if delivered >= epoch_windows:
+        return ""
+    workers = max(workers, 1)
+    blocks = [_core.worker_block(epoch_windows, w, workers)[1] for w in range(workers)]
+    rests = [block % batch_size for block in blocks]
+    head = f"; the epoch has {epoch_windows} windows: "
+    tail = f" did not fill a batch of {batch_size} (drop_last=True)"
+    if sum(rests) != epoch_windows - delivered:  # not a complete pass; nothing to explain
+        return f"; the epoch has {epoch_windows} windows"
+    if workers == 1:
+        return f"{head}the last {rests[0]}{tail}"
+    if len(set(blocks)) == 1:
+        each = f"each batch their own block of {blocks[0]}, and the last {rests[0]} of each"
+        return f"{head}the {workers} workers {each}{tail}"
+    return (
+        f"{head}the {workers} workers batch their own blocks of {', '.join(map(str, blocks))}, "
+        f"and the last {', '.join(map(str, rests))} of them{tail}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     dataset = SequentialKoeMorphDataset(args.data_dir, stride_frames=args.stride, loop_dataset=False)
-    print(f"dataset {args.data_dir}: {len(dataset.file_pairs)} takes, "
-          f"{int(dataset.usable_frames.sum())} usable frames at {dataset.target_fps} fps, "
-          f"window {dataset.window_frames} frames = {dataset.window_samples} samples, "
-          f"stride {args.stride}: {dataset.num_windows()} windows in epoch {dataset.epoch}")
-    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.num_workers,
-                        pin_memory=torch.cuda.is_available(), persistent_workers=args.num_workers > 0,
-                        drop_last=True)
+    print(
+        f"dataset {args.data_dir}: {len(dataset.file_pairs)} takes, "
+        f"{int(dataset.usable_frames.sum())} usable frames at {dataset.target_fps} fps, "
+        f"window {dataset.window_frames} frames = {dataset.window_samples} samples, "
+        f"stride {args.stride}: {dataset.num_windows()} windows in epoch {dataset.epoch}"
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=args.num_workers > 0,
+        drop_last=True,
+    )
     jaw = ARKIT_BLENDSHAPES.index("jawOpen")
     started = time.perf_counter()
     windows = batches = 0
+    stopped = False
     seen: dict[str, int] = {}
     for batch in loader:
         if batches == 0:
@@ -52,14 +92,23 @@ def run(args: argparse.Namespace) -> int:
             seen[name] = seen.get(name, 0) + 1
         if batches <= 3:
             rows = ", ".join(f"{n}@{int(f)}" for n, f in zip(batch["file_names"], batch["start_frames"]))
-            print(f"batch {batches}: windows {rows}; mean jawOpen {batch['blendshapes'][..., jaw].mean():.3f}, "
-                  f"audio RMS {batch['audio'].pow(2).mean().sqrt():.3f}")
-        if args.max_batches is not None and batches >= args.max_batches:
+            print(
+                f"batch {batches}: windows {rows}; mean jawOpen {batch['blendshapes'][..., jaw].mean():.3f}, "
+                f"audio RMS {batch['audio'].pow(2).mean().sqrt():.3f}"
+            )
+        if stopped := args.max_batches is not None and batches >= args.max_batches:
             break
     elapsed = time.perf_counter() - started
-    print(f"delivered {batches} batches = {windows} windows in {elapsed:.2f} s "
-          f"({windows / max(elapsed, 1e-9):.0f} windows/s); per take: "
-          + ", ".join(f"{k} {v}" for k, v in sorted(seen.items())))
+    print(
+        f"delivered {batches} batches = {windows} windows in {elapsed:.2f} s "
+        f"({windows / max(elapsed, 1e-9):.0f} windows/s)"
+        + (
+            f"; stopped by --max-batches {args.max_batches}"
+            if stopped
+            else shortfall(dataset.num_windows(), windows, args.batch_size, args.num_workers)
+        )
+    )
+    print("per take: " + ", ".join(f"{k} {v}" for k, v in sorted(seen.items())))
     # The adaptive dataset's schedule, to show the stride modes.
     adaptive = AdaptiveSequentialDataset(args.data_dir, stride_mode="progressive", loop_dataset=False)
     schedule = []
