@@ -67,6 +67,11 @@ _COMMON_PARAMETERS = """
     :param max_cached_takes: decoded takes kept per process.
     :param worker_sharing_strategy: torch sharing strategy set inside DataLoader workers
         (``"file_system"``: batches passed by name, faster here); None keeps torch's.
+    :param batch_size: the DataLoader's batch size: DataLoader workers then deal whole
+        batches (worker w makes batches w, w + W, ...), so any ``num_workers`` delivers the
+        batches of ``num_workers=0`` in the same order, only the stream's last batch can be
+        partial, and resume needs no per-worker arithmetic. None: each worker delivers one
+        contiguous block (a warning says so when there are several workers).
 """
 
 
@@ -90,7 +95,7 @@ class WindowDataset(IterableDataset):
     """Shared machinery of both datasets; subclasses choose the stride of each epoch.
 
     ``sampling`` holds ``WindowSampler``'s arguments: shuffle_files, loop_dataset, seed,
-    epoch, rank, world_size, drop_uneven, lanes.
+    epoch, rank, world_size, drop_uneven, lanes, batch_size.
     """
 
     def __init__(
@@ -157,6 +162,7 @@ class WindowDataset(IterableDataset):
     world_size = _forward("sampler", "world_size", "The world size given (None: from torch.distributed).")
     drop_uneven = _forward("sampler", "drop_uneven", "Ranks drop the epoch's remainder instead of padding.")
     lanes = _forward("sampler", "lanes", "Slots per lanes batch (None: window mode).")
+    batch_size = _forward("sampler", "batch_size", "Windows per batch workers deal whole (None: blocks).")
     augment = _forward("reader", "augment", "The augmentation (an augment.Augment) or None.")
     max_cached_takes = _forward("store", "capacity", "Decoded takes kept per process.")
 
@@ -245,20 +251,35 @@ class WindowDataset(IterableDataset):
 
     # ------------------------------------------------------------------ resume
     def state_dict(self, consumed: int | None = None, batch_size: int | None = None) -> dict[str, Any]:
-        """Resume state ``{"epoch", "consumed"[, "batch_size"]}``.
+        """Resume state: ``epoch``, ``consumed`` and what exactness depends on (``num_workers``
+        of the last iteration, None if never iterated; ``batch_size``, ``world_size``,
+        ``whole_batches``, ``lanes``, ``shuffle``, ``drop_uneven``, ``tail``).
+        ``load_state_dict`` + iteration under a configuration that cannot continue the same
+        stream raises ValueError instead of delivering other windows.
 
-        :param consumed: with DataLoader workers, the windows (lane slots in lanes mode) the
-            training loop has received since the stream's epoch started; iterating in-process
-            (or through ``loader()``) the dataset's own count is used when it is None.
-        :param batch_size: the DataLoader's batch size (lets any batch boundary resume exactly).
+        :param consumed: with DataLoader workers (required then: a ValueError says so), the
+            windows (lane slots in lanes mode) the training loop has received since the
+            stream's epoch started; iterating in-process (or through ``loader()``) the
+            dataset's own count is used when it is None.
+        :param batch_size: the DataLoader's batch size (lets any batch boundary resume exactly
+            without the dataset's ``batch_size``; must equal it when that is set).
         """
+        workers = self.sampler.workers_seen.value
         if consumed is None:
+            if workers > 0:
+                raise ValueError(
+                    f"this dataset was iterated by {workers} DataLoader workers, whose counts never reach "
+                    "this process: pass state_dict(consumed=<windows the training loop received>)"
+                )
             epoch, consumed = self.sampler.normalised_position(self.position.epoch, self.position.consumed)
         else:
             epoch = self.position.epoch
+        own = self.sampler.batch_size
+        if batch_size is not None and own is not None and int(batch_size) != own:
+            raise ValueError(f"state_dict(batch_size={batch_size}) differs from the dataset's batch_size={own}")
         state: dict[str, Any] = {"epoch": int(epoch), "consumed": int(consumed)}
-        if batch_size is not None:
-            state["batch_size"] = int(batch_size)
+        state.update(self.sampler.stream_config(None if workers < 0 else workers))
+        state["batch_size"] = int(batch_size) if batch_size is not None else own
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -279,6 +300,7 @@ class WindowDataset(IterableDataset):
         epoch = self.epoch
         counting = info is None  # a worker's count never reaches the training process
         resume = self.position.begin(epoch, count=counting)
+        self.sampler.start_stream(worker, 0 if info is None else workers, resume)
         if self.lanes is not None:
             step = self.lanes
             stream: Iterator[Batch] = (
@@ -299,7 +321,7 @@ class WindowDataset(IterableDataset):
 
     def loader(
         self,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         num_threads: int = 2,
         pin_memory: bool = False,
         drop_last: bool = True,
@@ -313,7 +335,8 @@ class WindowDataset(IterableDataset):
         over because both walk the same epoch plan). In lanes mode every batch is one lane
         step (``[lanes, ...]``) and ``batch_size`` and ``drop_last`` are ignored.
 
-        :param batch_size: windows per batch.
+        :param batch_size: windows per batch (None: the dataset's ``batch_size``, else 4; when
+            both are given they must agree).
         :param num_threads: threads copying windows (the core's own, GIL released).
         :param pin_memory: allocate batches in pinned memory when CUDA is available.
         :param drop_last: drop the last, partial batch of the stream.
@@ -327,9 +350,12 @@ class WindowDataset(IterableDataset):
         window by window through ``reader.sample`` (correct and in order, not faster than a
         DataLoader with num_workers=0).
         """
+        own = self.sampler.batch_size
+        if batch_size is not None and own is not None and batch_size != own:
+            raise ValueError(f"loader(batch_size={batch_size}) differs from the dataset's batch_size={own}")
         return BatchLoader(
             self,
-            batch_size=batch_size,
+            batch_size=batch_size if batch_size is not None else (own or 4),
             num_threads=num_threads,
             pin_memory=pin_memory,
             drop_last=drop_last,
@@ -371,6 +397,7 @@ class SequentialKoeMorphDataset(WindowDataset):
         augment: Any = None,
         max_cached_takes: int = 2,
         worker_sharing_strategy: str | None = "file_system",
+        batch_size: int | None = None,
     ) -> None:
         check_positive(stride_frames=stride_frames)
         self.stride_frames = int(stride_frames)
@@ -394,6 +421,7 @@ class SequentialKoeMorphDataset(WindowDataset):
             augment=augment,
             max_cached_takes=max_cached_takes,
             worker_sharing_strategy=worker_sharing_strategy,
+            batch_size=batch_size,
         )
 
     def _repr_fields(self) -> list[str]:
@@ -446,6 +474,7 @@ class AdaptiveSequentialDataset(WindowDataset):
         augment: Any = None,
         max_cached_takes: int = 2,
         worker_sharing_strategy: str | None = "file_system",
+        batch_size: int | None = None,
     ) -> None:
         schedule = AdaptiveStride(
             stride_mode, initial_stride, final_stride, max_epochs, progressive_schedule, float(dense_sampling_ratio)
@@ -476,6 +505,7 @@ class AdaptiveSequentialDataset(WindowDataset):
             augment=augment,
             max_cached_takes=max_cached_takes,
             worker_sharing_strategy=worker_sharing_strategy,
+            batch_size=batch_size,
         )
 
     @property
