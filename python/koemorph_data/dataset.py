@@ -30,6 +30,7 @@ from .sampling import (
     check_positive,
     check_sampling,
 )
+from .splits import pair_selector
 from .store import TakeStore
 from .takes import TakeTable
 from .timing import Timing
@@ -72,6 +73,16 @@ _COMMON_PARAMETERS = """
         batches of ``num_workers=0`` in the same order, only the stream's last batch can be
         partial, and resume needs no per-worker arithmetic. None: each worker delivers one
         contiguous block (a warning says so when there are several workers).
+    :param split: None: every take; ``"train"``, ``"val"`` or ``"test"``: only the takes of that
+        split (``koemorph_data.splits``: a stable hash of each take's relative path, so adding
+        takes never moves existing ones; the three splits are disjoint and cover every take).
+    :param val_fraction: share of takes (or speakers) in the ``"val"`` split.
+    :param test_fraction: share of takes (or speakers) in the ``"test"`` split.
+    :param split_by: ``"take"``: each take is assigned on its own; ``"speaker"``: all takes of a
+        directory (the take's parent relative to ``data_dir``) go to the same split.
+    :param split_seed: seed of the split assignment.
+    :param max_files: use only the first ``max_files`` takes in sorted order (None or 0: all),
+        before the split, as KoeMorph's datasets do.
 """
 
 
@@ -112,6 +123,7 @@ class WindowDataset(IterableDataset):
         augment: Any,
         max_cached_takes: int,
         worker_sharing_strategy: str | None,
+        select: Any = None,
         **sampling: Any,
     ) -> None:
         super().__init__()
@@ -136,6 +148,7 @@ class WindowDataset(IterableDataset):
             window_frames=self.window_frames,
             on_error=on_error,
             cache_dir=self.cache_dir,
+            select=select,
         )
         self.sampler = WindowSampler(
             self.takes.frames, window_frames=self.window_frames, stride=stride, timing=self.timing, **sampling
@@ -398,6 +411,12 @@ class SequentialKoeMorphDataset(WindowDataset):
         max_cached_takes: int = 2,
         worker_sharing_strategy: str | None = "file_system",
         batch_size: int | None = None,
+        split: str | None = None,
+        val_fraction: float = 0.0,
+        test_fraction: float = 0.0,
+        split_by: str = "take",
+        split_seed: int = 0,
+        max_files: int | None = None,
     ) -> None:
         check_positive(stride_frames=stride_frames)
         self.stride_frames = int(stride_frames)
@@ -422,6 +441,15 @@ class SequentialKoeMorphDataset(WindowDataset):
             max_cached_takes=max_cached_takes,
             worker_sharing_strategy=worker_sharing_strategy,
             batch_size=batch_size,
+            select=pair_selector(
+                data_dir,
+                split=split,
+                val_fraction=val_fraction,
+                test_fraction=test_fraction,
+                split_by=split_by,
+                split_seed=split_seed,
+                max_files=max_files,
+            ),
         )
 
     def _repr_fields(self) -> list[str]:
@@ -475,6 +503,12 @@ class AdaptiveSequentialDataset(WindowDataset):
         max_cached_takes: int = 2,
         worker_sharing_strategy: str | None = "file_system",
         batch_size: int | None = None,
+        split: str | None = None,
+        val_fraction: float = 0.0,
+        test_fraction: float = 0.0,
+        split_by: str = "take",
+        split_seed: int = 0,
+        max_files: int | None = None,
     ) -> None:
         schedule = AdaptiveStride(
             stride_mode, initial_stride, final_stride, max_epochs, progressive_schedule, float(dense_sampling_ratio)
@@ -506,6 +540,15 @@ class AdaptiveSequentialDataset(WindowDataset):
             max_cached_takes=max_cached_takes,
             worker_sharing_strategy=worker_sharing_strategy,
             batch_size=batch_size,
+            select=pair_selector(
+                data_dir,
+                split=split,
+                val_fraction=val_fraction,
+                test_fraction=test_fraction,
+                split_by=split_by,
+                split_seed=split_seed,
+                max_files=max_files,
+            ),
         )
 
     @property

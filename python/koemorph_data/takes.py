@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,12 +124,21 @@ class TakeTable:
     """Validated takes of a data directory, indexed by position in ``pairs``."""
 
     def __init__(
-        self, data_dir: str | Path, *, timing: Timing, window_frames: int, on_error: str, cache_dir: Path | None = None
+        self,
+        data_dir: str | Path,
+        *,
+        timing: Timing,
+        window_frames: int,
+        on_error: str,
+        cache_dir: Path | None = None,
+        select: Callable[[list[tuple[Path, Path]]], list[tuple[Path, Path]]] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.timing = timing
         self.cache_dir = cache_dir
         self.pairs, self.orphans = find_file_pairs(self.data_dir)
+        if select is not None and self.pairs:  # e.g. max_files and a train/val/test split (splits.py)
+            self.pairs = select(self.pairs)
         if not self.pairs:
             raise ValueError(f"no .wav/.jsonl pairs found under {self.data_dir}")
         self.skipped: list[tuple[Path, str]] = []
