@@ -83,6 +83,11 @@ _COMMON_PARAMETERS = """
     :param split_seed: seed of the split assignment.
     :param max_files: use only the first ``max_files`` takes in sorted order (None or 0: all),
         before the split, as KoeMorph's datasets do.
+    :param tail: ``"drop"``: frames after a take's last whole window are not delivered;
+        ``"pad"``: one more window at the next stride position, zero-padded past the take's
+        end, and a ``frame_mask`` key (bool [window_frames], True on real frames) on every
+        window; with ``stride_frames == window_frames`` every frame is delivered exactly once
+        (a take shorter than one window gives one padded window).
 """
 
 
@@ -142,6 +147,7 @@ class WindowDataset(IterableDataset):
         self.on_error = on_error
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.worker_sharing_strategy = worker_sharing_strategy
+        pad = sampling.get("tail", "drop") == "pad"
         self.takes = TakeTable(
             self.data_dir,
             timing=self.timing,
@@ -149,16 +155,20 @@ class WindowDataset(IterableDataset):
             on_error=on_error,
             cache_dir=self.cache_dir,
             select=select,
+            short_takes=pad,
         )
         self.sampler = WindowSampler(
             self.takes.frames, window_frames=self.window_frames, stride=stride, timing=self.timing, **sampling
         )
-        self.store = TakeStore(self.takes, capacity=int(max_cached_takes))
+        self.store = TakeStore(
+            self.takes, capacity=int(max_cached_takes), pad_window=self.window_frames if pad else None
+        )
         self.schema = BatchSchema(
             window_frames=self.window_frames,
             window_samples=self.window_samples,
             names=self.takes.names,
             dense_flag=isinstance(stride, AdaptiveStride),
+            real_frames=self.takes.frames if pad else None,
         )
         self.reader = WindowReader(self.store, self.schema, augment=as_augment(augment), seed=sampling["seed"])
         self.position = StreamPosition(int(sampling["epoch"]))
@@ -176,6 +186,7 @@ class WindowDataset(IterableDataset):
     drop_uneven = _forward("sampler", "drop_uneven", "Ranks drop the epoch's remainder instead of padding.")
     lanes = _forward("sampler", "lanes", "Slots per lanes batch (None: window mode).")
     batch_size = _forward("sampler", "batch_size", "Windows per batch workers deal whole (None: blocks).")
+    tail = _forward("sampler", "tail", "'drop' or 'pad' (one more zero-padded window per take).")
     augment = _forward("reader", "augment", "The augmentation (an augment.Augment) or None.")
     max_cached_takes = _forward("store", "capacity", "Decoded takes kept per process.")
 
@@ -417,6 +428,7 @@ class SequentialKoeMorphDataset(WindowDataset):
         split_by: str = "take",
         split_seed: int = 0,
         max_files: int | None = None,
+        tail: str = "drop",
     ) -> None:
         check_positive(stride_frames=stride_frames)
         self.stride_frames = int(stride_frames)
@@ -441,6 +453,7 @@ class SequentialKoeMorphDataset(WindowDataset):
             max_cached_takes=max_cached_takes,
             worker_sharing_strategy=worker_sharing_strategy,
             batch_size=batch_size,
+            tail=tail,
             select=pair_selector(
                 data_dir,
                 split=split,
@@ -509,6 +522,7 @@ class AdaptiveSequentialDataset(WindowDataset):
         split_by: str = "take",
         split_seed: int = 0,
         max_files: int | None = None,
+        tail: str = "drop",
     ) -> None:
         schedule = AdaptiveStride(
             stride_mode, initial_stride, final_stride, max_epochs, progressive_schedule, float(dense_sampling_ratio)
@@ -540,6 +554,7 @@ class AdaptiveSequentialDataset(WindowDataset):
             max_cached_takes=max_cached_takes,
             worker_sharing_strategy=worker_sharing_strategy,
             batch_size=batch_size,
+            tail=tail,
             select=pair_selector(
                 data_dir,
                 split=split,

@@ -280,6 +280,21 @@ def worker_role_and_skip(worker: int, workers: int, resume: Resume | None) -> tu
     return worker, consumed // workers
 
 
+TAILS = ("drop", "pad")
+
+
+def padded_frames(frames: np.ndarray, window_frames: int, stride: int) -> np.ndarray:
+    """Frames per take the planner sees with ``tail="pad"``: a take whose grid windows leave
+    frames after the last one uncovered gets one more window at the next stride position
+    (when that position is still inside the take), zero-padded past its end; a take shorter
+    than one window gets one window at frame 0. Skipped takes (0 frames) stay 0."""
+    f = np.asarray(frames, dtype=np.int64)
+    w, s = int(window_frames), int(stride)
+    n = np.where(f >= w, (f - w) // s + 1, 0)
+    extra = (f > 0) & ((n == 0) | (((n - 1) * s + w < f) & (n * s < f)))
+    return np.where(extra, n * s + w, f).astype(np.uint64)
+
+
 def check_positive(**values: int) -> None:
     """ValueError unless every value is a positive integer (bools are not integers here)."""
     for name, value in values.items():
@@ -337,8 +352,12 @@ class WindowSampler:
         drop_uneven: bool,
         lanes: int | None,
         batch_size: int | None = None,
+        tail: str = "drop",
     ) -> None:
         check_sampling(seed=seed, epoch=epoch, rank=rank, world_size=world_size, lanes=lanes)
+        if tail not in TAILS:
+            raise ValueError(f"tail must be one of {TAILS}, got {tail!r}")
+        self.tail = tail
         if batch_size is not None:
             check_positive(batch_size=batch_size)
         self.frames = frames
@@ -370,8 +389,9 @@ class WindowSampler:
 
     def _make_plan(self, epoch: int) -> EpochPlan:
         stride = self.stride.stride_for_epoch(epoch)
+        frames = self.frames if self.tail == "drop" else padded_frames(self.frames, self.window_frames, stride)
         file, start_frame, dense = _core.plan_epoch(
-            self.frames, self.window_frames, stride, self.seed, epoch, self.shuffle_files, self.stride.dense_ratio
+            frames, self.window_frames, stride, self.seed, epoch, self.shuffle_files, self.stride.dense_ratio
         )
         start_sample = self.timing.frames_to_samples(start_frame)
         return EpochPlan(epoch, stride, file, start_frame, start_sample, dense)
@@ -452,7 +472,7 @@ class WindowSampler:
             "lanes": self.lanes,
             "shuffle": getattr(self, "shuffle", "takes" if self.shuffle_files else "none"),
             "drop_uneven": self.drop_uneven,
-            "tail": getattr(self, "tail", "drop"),
+            "tail": self.tail,
         }
 
     def _ends_here(self, epoch: int, windows: int) -> bool:

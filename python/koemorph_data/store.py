@@ -26,8 +26,9 @@ Take = tuple[np.ndarray, np.ndarray]  # (audio float32 [samples], blendshapes fl
 class TakeStore:
     """The takes of a ``TakeTable``, loaded on demand and trimmed to their usable frames."""
 
-    def __init__(self, table: TakeTable, *, capacity: int) -> None:
+    def __init__(self, table: TakeTable, *, capacity: int, pad_window: int | None = None) -> None:
         self.table = table
+        self.pad_window = pad_window  # tail="pad": takes zero-padded by this many frames
         self._takes: BoundedCache[int, Take] = BoundedCache(capacity)
         self._ahead: ThreadPoolExecutor | None = None
 
@@ -77,7 +78,20 @@ class TakeStore:
             )
         if values is None:
             values = _core.load_blendshapes(str(jsonl), float(timing.target_fps))[0]
+        if self.pad_window is not None:
+            return self.padded(audio, values, info.usable_frames)
         return audio, values[: info.usable_frames]
+
+    def padded(self, audio: np.ndarray, values: np.ndarray, frames: int) -> Take:
+        """A take cut at its last usable frame (audio at that frame's first sample) and followed
+        by zeros: room for any window that starts inside the take (``tail="pad"``)."""
+        timing, window = self.table.timing, int(self.pad_window or 0)
+        end = timing.frame_to_sample(frames)
+        padded_audio = np.zeros(end + timing.window_samples(window), dtype=np.float32)
+        padded_audio[:end] = audio[:end]
+        padded_values = np.zeros((frames + window, values.shape[1]), dtype=np.float32)
+        padded_values[:frames] = values[:frames]
+        return padded_audio, padded_values
 
     def __getstate__(self) -> dict[str, Any]:
         # Pickled into DataLoader workers: the decode-ahead thread stays behind (BoundedCache

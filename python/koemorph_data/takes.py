@@ -121,7 +121,11 @@ def validate_take(
 
 
 class TakeTable:
-    """Validated takes of a data directory, indexed by position in ``pairs``."""
+    """Validated takes of a data directory, indexed by position in ``pairs``.
+
+    ``select`` keeps some of the sorted pairs (``splits.pair_selector``); ``short_takes``:
+    takes shorter than one window are usable (``tail="pad"`` gives them one padded window).
+    """
 
     def __init__(
         self,
@@ -132,6 +136,7 @@ class TakeTable:
         on_error: str,
         cache_dir: Path | None = None,
         select: Callable[[list[tuple[Path, Path]]], list[tuple[Path, Path]]] | None = None,
+        short_takes: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.timing = timing
@@ -164,7 +169,7 @@ class TakeTable:
                 continue
             self.infos.append(info)
             frames[i] = info.usable_frames
-            if info.usable_frames < window_frames:
+            if info.usable_frames < window_frames and not short_takes:
                 logger.warning(
                     "%s has %d usable frames, shorter than one window of %d: no windows",
                     wav.with_suffix(""),
@@ -172,7 +177,7 @@ class TakeTable:
                     window_frames,
                 )
         self.frames = frames
-        if not (frames >= window_frames).any():
+        if not (frames >= (1 if short_takes else window_frames)).any():
             raise ValueError(
                 f"no take under {self.data_dir} is at least one window ({window_frames} frames) long"
                 + (f"; {len(self.skipped)} take(s) skipped as malformed" if self.skipped else "")
