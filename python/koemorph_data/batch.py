@@ -6,6 +6,11 @@ A sample (one window, what iterating a dataset yields)::
     blendshapes   float32 [window_frames, 52]   (ARKIT_BLENDSHAPES order)
     file_indices  int64 0-d                     (position in dataset.file_pairs)
     start_frames  int64 0-d
+    window_indices int64 0-d                    (the window's index within its take at the
+                                                 epoch's stride: start_frames // stride; a
+                                                 mixed-mode dense draw (is_dense) has its
+                                                 index at stride 1, its start frame, as in
+                                                 KoeMorph; -1 for an invalid lanes slot)
     file_names    str                           (the take's stem)
     is_dense      bool 0-d                      (AdaptiveSequentialDataset only)
     frame_mask    bool [window_frames]          (tail="pad" only: True on the take's real
@@ -28,6 +33,16 @@ from . import _core
 from .sampling import EpochPlan
 
 Batch = dict[str, Any]
+
+
+def window_indices(plan: EpochPlan, index: np.ndarray) -> np.ndarray:
+    """int64 ``window_indices`` of plan windows ``index`` (-1 for an invalid slot): the index at
+    the epoch's stride, or at stride 1 (the start frame) for a mixed-mode dense draw."""
+    index = np.asarray(index, dtype=np.int64)
+    safe = np.maximum(index, 0)
+    start = plan.start_frame[safe].astype(np.int64)
+    out = np.where(plan.dense[safe], start, start // max(1, plan.stride))
+    return np.where(index >= 0, out, -1).astype(np.int64)
 
 
 class BatchSchema:
@@ -68,7 +83,7 @@ class BatchSchema:
 
     def flags(self, plan: EpochPlan, index: np.ndarray) -> dict[str, torch.Tensor]:
         """Per-window keys beyond the common ones, for plan indices ``index`` (-1: an invalid slot)."""
-        flags: dict[str, torch.Tensor] = {}
+        flags: dict[str, torch.Tensor] = {"window_indices": torch.from_numpy(window_indices(plan, index))}
         if self.dense_flag:
             flags["is_dense"] = torch.from_numpy(np.where(index >= 0, plan.dense[np.maximum(index, 0)], False))
         if self.real_frames is not None:
@@ -87,6 +102,7 @@ class BatchSchema:
             "file_indices": torch.tensor(file_index, dtype=torch.int64),
             "start_frames": torch.tensor(frame, dtype=torch.int64),
             "file_names": self.names[file_index],
+            "window_indices": torch.tensor(int(window_indices(plan, np.array([i]))[0]), dtype=torch.int64),
         }
         if self.dense_flag:
             sample["is_dense"] = torch.tensor(bool(plan.dense[i]))

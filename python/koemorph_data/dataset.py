@@ -88,7 +88,18 @@ _COMMON_PARAMETERS = """
         end, and a ``frame_mask`` key (bool [window_frames], True on real frames) on every
         window; with ``stride_frames == window_frames`` every frame is delivered exactly once
         (a take shorter than one window gives one padded window).
+    :param reproduce: None: this package's exact behaviour; ``"koemorph"``: KoeMorph's own
+        datasets window for window (``alignment="hop"``: frame f at ``f * hop_length``, and
+        AdaptiveSequentialDataset's linear progressive stride with KoeMorph's
+        ``progress = min(1, epoch / max(1, max_epochs - 1))``), to reproduce old experiments.
 """
+
+
+def check_reproduce(reproduce: str | None) -> str | None:
+    """The ``reproduce`` option, checked: None or ``"koemorph"``."""
+    if reproduce not in (None, "koemorph"):
+        raise ValueError(f"reproduce must be None or 'koemorph', got {reproduce!r}")
+    return reproduce
 
 
 def _forward(piece: str, name: str, doc: str) -> property:
@@ -239,6 +250,14 @@ class WindowDataset(IterableDataset):
     def num_windows(self) -> int:
         """Windows the current epoch delivers to this rank (padding included), without decoding."""
         return self.sampler.num_windows()
+
+    def get_num_windows(self) -> int:
+        """KoeMorph's name for ``num_windows()`` (exact here, not estimated from file sizes)."""
+        return self.num_windows()
+
+    def estimate_epoch_size(self) -> int:
+        """KoeMorph's name for ``num_windows()`` (exact here, not estimated from 300-frame takes)."""
+        return self.num_windows()
 
     def __len__(self) -> int:
         if self.loop_dataset:
@@ -408,10 +427,11 @@ class SequentialKoeMorphDataset(WindowDataset):
         target_fps: int = 30,
         shuffle_files: bool = True,
         loop_dataset: bool = True,
+        max_files: int | None = None,
+        *,
         seed: int = 0,
         alignment: str = "exact",
         on_error: str = "raise",
-        *,
         epoch: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
@@ -427,8 +447,8 @@ class SequentialKoeMorphDataset(WindowDataset):
         test_fraction: float = 0.0,
         split_by: str = "take",
         split_seed: int = 0,
-        max_files: int | None = None,
         tail: str = "drop",
+        reproduce: str | None = None,
     ) -> None:
         check_positive(stride_frames=stride_frames)
         self.stride_frames = int(stride_frames)
@@ -442,7 +462,7 @@ class SequentialKoeMorphDataset(WindowDataset):
             loop_dataset=loop_dataset,
             seed=seed,
             epoch=epoch,
-            alignment=alignment,
+            alignment="hop" if check_reproduce(reproduce) == "koemorph" else alignment,
             on_error=on_error,
             rank=rank,
             world_size=world_size,
@@ -497,16 +517,17 @@ class AdaptiveSequentialDataset(WindowDataset):
         final_stride: int = 1,
         epoch: int = 0,
         max_epochs: int = 100,
-        dense_sampling_ratio: float = 0.1,
-        progressive_schedule: str = "linear",
         sample_rate: int = 16000,
         target_fps: int = 30,
+        dense_sampling_ratio: float = 0.1,
         shuffle_files: bool = True,
         loop_dataset: bool = True,
+        max_files: int | None = None,
+        *,
+        progressive_schedule: str = "linear",
         seed: int = 0,
         alignment: str = "exact",
         on_error: str = "raise",
-        *,
         rank: int | None = None,
         world_size: int | None = None,
         drop_uneven: bool = False,
@@ -521,11 +542,17 @@ class AdaptiveSequentialDataset(WindowDataset):
         test_fraction: float = 0.0,
         split_by: str = "take",
         split_seed: int = 0,
-        max_files: int | None = None,
         tail: str = "drop",
+        reproduce: str | None = None,
     ) -> None:
         schedule = AdaptiveStride(
-            stride_mode, initial_stride, final_stride, max_epochs, progressive_schedule, float(dense_sampling_ratio)
+            stride_mode,
+            initial_stride,
+            final_stride,
+            max_epochs,
+            progressive_schedule,
+            float(dense_sampling_ratio),
+            koemorph=check_reproduce(reproduce) == "koemorph",
         )
         self.stride_mode = stride_mode
         self.initial_stride = int(initial_stride)
@@ -543,7 +570,7 @@ class AdaptiveSequentialDataset(WindowDataset):
             loop_dataset=loop_dataset,
             seed=seed,
             epoch=epoch,
-            alignment=alignment,
+            alignment="hop" if check_reproduce(reproduce) == "koemorph" else alignment,
             on_error=on_error,
             rank=rank,
             world_size=world_size,

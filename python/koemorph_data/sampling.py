@@ -90,6 +90,7 @@ class AdaptiveStride:
     max_epochs: int
     schedule: str = "linear"
     mixed_ratio: float = 0.1
+    koemorph: bool = False  # linear progress as KoeMorph's code: min(1, epoch / max(1, max_epochs - 1))
 
     def __post_init__(self) -> None:
         if self.mode not in STRIDE_MODES:
@@ -116,7 +117,7 @@ class AdaptiveStride:
             return self.initial
         initial, final = self.initial, self.final
         if self.schedule == "linear":
-            progress = epoch / self.max_epochs
+            progress = min(1.0, epoch / max(1, self.max_epochs - 1)) if self.koemorph else epoch / self.max_epochs
             return max(final, int(initial - progress * (initial - final)))
         # "step": the design document's table, boundaries at 20%, 50% and 80% of max_epochs.
         if epoch * 10 < 2 * self.max_epochs:
