@@ -92,6 +92,11 @@ _COMMON_PARAMETERS = """
         datasets window for window (``alignment="hop"``: frame f at ``f * hop_length``, and
         AdaptiveSequentialDataset's linear progressive stride with KoeMorph's
         ``progress = min(1, epoch / max(1, max_epochs - 1))``), to reproduce old experiments.
+    :param shuffle: ``"takes"``: take order shuffled per epoch, windows in temporal order;
+        ``"windows"``: one seeded permutation of all the epoch's windows across takes (each
+        exactly once, for non-recurrent models; needs ``cache_dir``: random access reads the
+        memory-mapped prepared cache); ``"none"``: sorted take order. None: from
+        ``shuffle_files`` (True: "takes", False: "none").
 """
 
 
@@ -151,6 +156,12 @@ class WindowDataset(IterableDataset):
             target_fps=target_fps,
             max_cached_takes=max_cached_takes,
         )
+        if sampling.get("shuffle") == "windows" and cache_dir is None:
+            raise ValueError(
+                "shuffle='windows' reads windows in random order across takes, which is cheap only from "
+                "the memory-mapped prepared cache: pass cache_dir= (filled on first use, or by "
+                "`koemorph-data prepare`)"
+            )
         self.timing = Timing(int(sample_rate), int(target_fps), alignment)
         check_sampling(**{k: sampling[k] for k in ("seed", "epoch", "rank", "world_size", "lanes")})  # before I/O
         self.data_dir = Path(data_dir)
@@ -171,9 +182,10 @@ class WindowDataset(IterableDataset):
         self.sampler = WindowSampler(
             self.takes.frames, window_frames=self.window_frames, stride=stride, timing=self.timing, **sampling
         )
-        self.store = TakeStore(
-            self.takes, capacity=int(max_cached_takes), pad_window=self.window_frames if pad else None
-        )
+        capacity = int(max_cached_takes)
+        if self.sampler.shuffle == "windows":
+            capacity = max(capacity, len(self.takes.pairs))  # memory-mapped from the cache: costs no RAM
+        self.store = TakeStore(self.takes, capacity=capacity, pad_window=self.window_frames if pad else None)
         self.schema = BatchSchema(
             window_frames=self.window_frames,
             window_samples=self.window_samples,
@@ -190,7 +202,8 @@ class WindowDataset(IterableDataset):
     alignment = _forward("timing", "alignment", "Frame-to-sample rule: 'exact' or 'hop'.")
     hop_length = _forward("timing", "hop_length", "Audio samples per frame, rounded down (533).")
     seed = _forward("sampler", "seed", "Seed of take order, mixed-mode draws and augmentation.")
-    shuffle_files = _forward("sampler", "shuffle_files", "Take order shuffled per epoch.")
+    shuffle_files = _forward("sampler", "shuffle_files", "Shuffled per epoch (shuffle is 'takes' or 'windows').")
+    shuffle = _forward("sampler", "shuffle", "'takes', 'windows' or 'none'.")
     loop_dataset = _forward("sampler", "loop_dataset", "The stream runs epoch after epoch without end.")
     rank = _forward("sampler", "rank", "The rank given (None: from torch.distributed).")
     world_size = _forward("sampler", "world_size", "The world size given (None: from torch.distributed).")
@@ -449,6 +462,7 @@ class SequentialKoeMorphDataset(WindowDataset):
         split_seed: int = 0,
         tail: str = "drop",
         reproduce: str | None = None,
+        shuffle: str | None = None,
     ) -> None:
         check_positive(stride_frames=stride_frames)
         self.stride_frames = int(stride_frames)
@@ -474,6 +488,7 @@ class SequentialKoeMorphDataset(WindowDataset):
             worker_sharing_strategy=worker_sharing_strategy,
             batch_size=batch_size,
             tail=tail,
+            shuffle=shuffle,
             select=pair_selector(
                 data_dir,
                 split=split,
@@ -544,6 +559,7 @@ class AdaptiveSequentialDataset(WindowDataset):
         split_seed: int = 0,
         tail: str = "drop",
         reproduce: str | None = None,
+        shuffle: str | None = None,
     ) -> None:
         schedule = AdaptiveStride(
             stride_mode,
@@ -582,6 +598,7 @@ class AdaptiveSequentialDataset(WindowDataset):
             worker_sharing_strategy=worker_sharing_strategy,
             batch_size=batch_size,
             tail=tail,
+            shuffle=shuffle,
             select=pair_selector(
                 data_dir,
                 split=split,

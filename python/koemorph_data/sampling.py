@@ -282,6 +282,18 @@ def worker_role_and_skip(worker: int, workers: int, resume: Resume | None) -> tu
 
 
 TAILS = ("drop", "pad")
+SHUFFLES = ("takes", "windows", "none")
+
+
+def resolve_shuffle(shuffle: str | None, shuffle_files: bool, lanes: int | None) -> str:
+    """The shuffle mode: ``shuffle`` when given, else ``shuffle_files``'s (True: "takes",
+    False: "none"); ValueError for an unknown mode and for "windows" with lanes."""
+    mode = shuffle if shuffle is not None else ("takes" if shuffle_files else "none")
+    if mode not in SHUFFLES:
+        raise ValueError(f"shuffle must be one of {SHUFFLES} or None, got {shuffle!r}")
+    if mode == "windows" and lanes is not None:
+        raise ValueError("shuffle='windows' cannot be combined with lanes (each lane follows one take in order)")
+    return mode
 
 
 def padded_frames(frames: np.ndarray, window_frames: int, stride: int) -> np.ndarray:
@@ -354,8 +366,10 @@ class WindowSampler:
         lanes: int | None,
         batch_size: int | None = None,
         tail: str = "drop",
+        shuffle: str | None = None,
     ) -> None:
         check_sampling(seed=seed, epoch=epoch, rank=rank, world_size=world_size, lanes=lanes)
+        self.shuffle = resolve_shuffle(shuffle, shuffle_files, lanes)
         if tail not in TAILS:
             raise ValueError(f"tail must be one of {TAILS}, got {tail!r}")
         self.tail = tail
@@ -365,7 +379,7 @@ class WindowSampler:
         self.window_frames = int(window_frames)
         self.stride = stride
         self.seed = int(seed)
-        self.shuffle_files = bool(shuffle_files)
+        self.shuffle_files = self.shuffle != "none"
         self.loop_dataset = bool(loop_dataset)
         self.timing = timing
         self.rank, self.world_size = rank, world_size
@@ -392,8 +406,11 @@ class WindowSampler:
         stride = self.stride.stride_for_epoch(epoch)
         frames = self.frames if self.tail == "drop" else padded_frames(self.frames, self.window_frames, stride)
         file, start_frame, dense = _core.plan_epoch(
-            frames, self.window_frames, stride, self.seed, epoch, self.shuffle_files, self.stride.dense_ratio
+            frames, self.window_frames, stride, self.seed, epoch, self.shuffle == "takes", self.stride.dense_ratio
         )
+        if self.shuffle == "windows":  # one seeded permutation of the epoch's windows across takes
+            order = np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(len(file))
+            file, start_frame, dense = file[order], start_frame[order], dense[order]
         start_sample = self.timing.frames_to_samples(start_frame)
         return EpochPlan(epoch, stride, file, start_frame, start_sample, dense)
 
@@ -471,7 +488,7 @@ class WindowSampler:
             "world_size": self.rank_world()[1],
             "whole_batches": self.batch_size is not None,
             "lanes": self.lanes,
-            "shuffle": getattr(self, "shuffle", "takes" if self.shuffle_files else "none"),
+            "shuffle": self.shuffle,
             "drop_uneven": self.drop_uneven,
             "tail": self.tail,
         }
