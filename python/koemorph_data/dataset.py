@@ -29,6 +29,7 @@ from .sampling import (
     WindowSampler,
     check_positive,
     check_sampling,
+    resume_state,
 )
 from .splits import pair_selector
 from .store import TakeStore
@@ -112,8 +113,16 @@ def _forward(piece: str, name: str, doc: str) -> property:
     return property(lambda self: getattr(getattr(self, piece), name), doc=doc)
 
 
-def _check_options(*, on_error: str, worker_sharing_strategy: str | None, **positive: int) -> None:
+def _check_options(
+    *, on_error: str, worker_sharing_strategy: str | None, shuffle: str | None, cache_dir: Any, **positive: int
+) -> None:
     check_positive(**positive)
+    if shuffle == "windows" and cache_dir is None:
+        raise ValueError(
+            "shuffle='windows' reads windows in random order across takes, which is cheap only from "
+            "the memory-mapped prepared cache: pass cache_dir= (filled on first use, or by "
+            "`koemorph-data prepare`)"
+        )
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     strategies = torch.multiprocessing.get_all_sharing_strategies()
@@ -123,7 +132,84 @@ def _check_options(*, on_error: str, worker_sharing_strategy: str | None, **posi
         )
 
 
-class WindowDataset(IterableDataset):
+def _store_and_schema(
+    takes: TakeTable, sampler: WindowSampler, timing: Timing, *, capacity: int, dense_flag: bool
+) -> tuple[TakeStore, BatchSchema]:
+    """The take store and batch schema of a dataset (zero-padded takes and ``frame_mask``
+    with ``tail="pad"``; room for every memory-mapped take with ``shuffle="windows"``)."""
+    window = sampler.window_frames
+    pad = sampler.tail == "pad"
+    if sampler.shuffle == "windows":
+        capacity = max(capacity, len(takes.pairs))  # memory-mapped from the cache: costs no RAM
+    store = TakeStore(takes, capacity=capacity, pad_window=window if pad else None)
+    schema = BatchSchema(
+        window_frames=window,
+        window_samples=timing.window_samples(window),
+        names=takes.names,
+        dense_flag=dense_flag,
+        real_frames=takes.frames if pad else None,
+    )
+    return store, schema
+
+
+def _describe(ds: WindowDataset) -> str:
+    """``repr`` of a dataset: its directory, takes and the arguments that shape its epochs."""
+    fields = [repr(str(ds.data_dir)), f"takes={len(ds.takes.pairs)}"]
+    if ds.takes.skipped:
+        fields.append(f"skipped={len(ds.takes.skipped)}")
+    fields += [
+        f"window_frames={ds.window_frames}",
+        *ds._repr_fields(),
+        f"epoch={ds.epoch}",
+        f"windows_in_epoch={len(ds.plan())}",
+    ]
+    optional = {
+        "rank": ds.rank,
+        "world_size": ds.world_size,
+        "lanes": ds.lanes,
+        "cache_dir": None if ds.cache_dir is None else str(ds.cache_dir),
+        "augment": ds.augment,
+    }
+    fields += [f"{k}={v!r}" for k, v in optional.items() if v is not None]
+    if not ds.loop_dataset:
+        fields.append("loop_dataset=False")
+    return f"{type(ds).__name__}({', '.join(fields)})"
+
+
+# Subclass arguments WindowDataset takes as they are.
+_PASSED = (
+    "window_frames", "sample_rate", "target_fps", "shuffle_files", "loop_dataset", "seed", "epoch", "on_error",
+    "rank", "world_size", "drop_uneven", "lanes", "cache_dir", "augment", "max_cached_takes",
+    "worker_sharing_strategy", "batch_size", "tail", "shuffle",
+)  # fmt: skip
+_SPLIT = ("split", "val_fraction", "test_fraction", "split_by", "split_seed", "max_files")
+
+
+def _passed(options: Mapping[str, Any]) -> dict[str, Any]:
+    """WindowDataset's keyword arguments from a subclass's ``locals()``: the arguments passed
+    as they are, the take selection (``max_files`` and the split) and the alignment."""
+    passed = {key: options[key] for key in _PASSED}
+    passed["select"] = pair_selector(options["data_dir"], **{key: options[key] for key in _SPLIT})
+    passed["alignment"] = "hop" if check_reproduce(options["reproduce"]) == "koemorph" else options["alignment"]
+    return passed
+
+
+class KoeMorphNames:
+    """The epoch-size methods of KoeMorph's datasets, under their names (exact here)."""
+
+    def num_windows(self) -> int:
+        raise NotImplementedError
+
+    def get_num_windows(self) -> int:
+        """KoeMorph's name for ``num_windows()`` (exact here, not estimated from file sizes)."""
+        return self.num_windows()
+
+    def estimate_epoch_size(self) -> int:
+        """KoeMorph's name for ``num_windows()`` (exact here, not estimated from 300-frame takes)."""
+        return self.num_windows()
+
+
+class WindowDataset(KoeMorphNames, IterableDataset):
     """Shared machinery of both datasets; subclasses choose the stride of each epoch.
 
     ``sampling`` holds ``WindowSampler``'s arguments: shuffle_files, loop_dataset, seed,
@@ -155,13 +241,9 @@ class WindowDataset(IterableDataset):
             sample_rate=sample_rate,
             target_fps=target_fps,
             max_cached_takes=max_cached_takes,
+            shuffle=sampling.get("shuffle"),
+            cache_dir=cache_dir,
         )
-        if sampling.get("shuffle") == "windows" and cache_dir is None:
-            raise ValueError(
-                "shuffle='windows' reads windows in random order across takes, which is cheap only from "
-                "the memory-mapped prepared cache: pass cache_dir= (filled on first use, or by "
-                "`koemorph-data prepare`)"
-            )
         self.timing = Timing(int(sample_rate), int(target_fps), alignment)
         check_sampling(**{k: sampling[k] for k in ("seed", "epoch", "rank", "world_size", "lanes")})  # before I/O
         self.data_dir = Path(data_dir)
@@ -182,16 +264,12 @@ class WindowDataset(IterableDataset):
         self.sampler = WindowSampler(
             self.takes.frames, window_frames=self.window_frames, stride=stride, timing=self.timing, **sampling
         )
-        capacity = int(max_cached_takes)
-        if self.sampler.shuffle == "windows":
-            capacity = max(capacity, len(self.takes.pairs))  # memory-mapped from the cache: costs no RAM
-        self.store = TakeStore(self.takes, capacity=capacity, pad_window=self.window_frames if pad else None)
-        self.schema = BatchSchema(
-            window_frames=self.window_frames,
-            window_samples=self.window_samples,
-            names=self.takes.names,
+        self.store, self.schema = _store_and_schema(
+            self.takes,
+            self.sampler,
+            self.timing,
+            capacity=int(max_cached_takes),
             dense_flag=isinstance(stride, AdaptiveStride),
-            real_frames=self.takes.frames if pad else None,
         )
         self.reader = WindowReader(self.store, self.schema, augment=as_augment(augment), seed=sampling["seed"])
         self.position = StreamPosition(int(sampling["epoch"]))
@@ -264,14 +342,6 @@ class WindowDataset(IterableDataset):
         """Windows the current epoch delivers to this rank (padding included), without decoding."""
         return self.sampler.num_windows()
 
-    def get_num_windows(self) -> int:
-        """KoeMorph's name for ``num_windows()`` (exact here, not estimated from file sizes)."""
-        return self.num_windows()
-
-    def estimate_epoch_size(self) -> int:
-        """KoeMorph's name for ``num_windows()`` (exact here, not estimated from 300-frame takes)."""
-        return self.num_windows()
-
     def __len__(self) -> int:
         if self.loop_dataset:
             raise TypeError(
@@ -281,26 +351,7 @@ class WindowDataset(IterableDataset):
         return self.sampler.epoch_items()
 
     def __repr__(self) -> str:
-        fields = [repr(str(self.data_dir)), f"takes={len(self.takes.pairs)}"]
-        if self.takes.skipped:
-            fields.append(f"skipped={len(self.takes.skipped)}")
-        fields += [
-            f"window_frames={self.window_frames}",
-            *self._repr_fields(),
-            f"epoch={self.epoch}",
-            f"windows_in_epoch={len(self.plan())}",
-        ]
-        optional = {
-            "rank": self.rank,
-            "world_size": self.world_size,
-            "lanes": self.lanes,
-            "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
-            "augment": self.augment,
-        }
-        fields += [f"{k}={v!r}" for k, v in optional.items() if v is not None]
-        if not self.loop_dataset:
-            fields.append("loop_dataset=False")
-        return f"{type(self).__name__}({', '.join(fields)})"
+        return _describe(self)
 
     def _repr_fields(self) -> list[str]:
         return []
@@ -320,23 +371,7 @@ class WindowDataset(IterableDataset):
         :param batch_size: the DataLoader's batch size (lets any batch boundary resume exactly
             without the dataset's ``batch_size``; must equal it when that is set).
         """
-        workers = self.sampler.workers_seen.value
-        if consumed is None:
-            if workers > 0:
-                raise ValueError(
-                    f"this dataset was iterated by {workers} DataLoader workers, whose counts never reach "
-                    "this process: pass state_dict(consumed=<windows the training loop received>)"
-                )
-            epoch, consumed = self.sampler.normalised_position(self.position.epoch, self.position.consumed)
-        else:
-            epoch = self.position.epoch
-        own = self.sampler.batch_size
-        if batch_size is not None and own is not None and int(batch_size) != own:
-            raise ValueError(f"state_dict(batch_size={batch_size}) differs from the dataset's batch_size={own}")
-        state: dict[str, Any] = {"epoch": int(epoch), "consumed": int(consumed)}
-        state.update(self.sampler.stream_config(None if workers < 0 else workers))
-        state["batch_size"] = int(batch_size) if batch_size is not None else own
-        return state
+        return resume_state(self.sampler, self.position, consumed, batch_size)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Makes the next iteration continue exactly after ``state["consumed"]`` windows of
@@ -466,39 +501,8 @@ class SequentialKoeMorphDataset(WindowDataset):
     ) -> None:
         check_positive(stride_frames=stride_frames)
         self.stride_frames = int(stride_frames)
-        super().__init__(
-            data_dir,
-            stride=FixedStride(self.stride_frames),
-            window_frames=window_frames,
-            sample_rate=sample_rate,
-            target_fps=target_fps,
-            shuffle_files=shuffle_files,
-            loop_dataset=loop_dataset,
-            seed=seed,
-            epoch=epoch,
-            alignment="hop" if check_reproduce(reproduce) == "koemorph" else alignment,
-            on_error=on_error,
-            rank=rank,
-            world_size=world_size,
-            drop_uneven=drop_uneven,
-            lanes=lanes,
-            cache_dir=cache_dir,
-            augment=augment,
-            max_cached_takes=max_cached_takes,
-            worker_sharing_strategy=worker_sharing_strategy,
-            batch_size=batch_size,
-            tail=tail,
-            shuffle=shuffle,
-            select=pair_selector(
-                data_dir,
-                split=split,
-                val_fraction=val_fraction,
-                test_fraction=test_fraction,
-                split_by=split_by,
-                split_seed=split_seed,
-                max_files=max_files,
-            ),
-        )
+        options = locals()
+        super().__init__(data_dir, stride=FixedStride(self.stride_frames), **_passed(options))
 
     def _repr_fields(self) -> list[str]:
         return [f"stride_frames={self.stride_frames}"]
@@ -576,39 +580,8 @@ class AdaptiveSequentialDataset(WindowDataset):
         self.max_epochs = int(max_epochs)
         self.dense_sampling_ratio = float(dense_sampling_ratio)
         self.progressive_schedule = progressive_schedule
-        super().__init__(
-            data_dir,
-            stride=schedule,
-            window_frames=window_frames,
-            sample_rate=sample_rate,
-            target_fps=target_fps,
-            shuffle_files=shuffle_files,
-            loop_dataset=loop_dataset,
-            seed=seed,
-            epoch=epoch,
-            alignment="hop" if check_reproduce(reproduce) == "koemorph" else alignment,
-            on_error=on_error,
-            rank=rank,
-            world_size=world_size,
-            drop_uneven=drop_uneven,
-            lanes=lanes,
-            cache_dir=cache_dir,
-            augment=augment,
-            max_cached_takes=max_cached_takes,
-            worker_sharing_strategy=worker_sharing_strategy,
-            batch_size=batch_size,
-            tail=tail,
-            shuffle=shuffle,
-            select=pair_selector(
-                data_dir,
-                split=split,
-                val_fraction=val_fraction,
-                test_fraction=test_fraction,
-                split_by=split_by,
-                split_seed=split_seed,
-                max_files=max_files,
-            ),
-        )
+        options = locals()
+        super().__init__(data_dir, stride=schedule, **_passed(options))
 
     @property
     def current_stride(self) -> int:

@@ -253,6 +253,30 @@ def check_resume(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> Non
         )
 
 
+def resume_state(
+    sampler: WindowSampler, position: StreamPosition, consumed: int | None, batch_size: int | None
+) -> dict[str, Any]:
+    """A dataset's ``state_dict``: the position (``consumed`` given, or the in-process count;
+    ValueError when workers iterated and it is missing) and the stream configuration."""
+    workers = sampler.workers_seen.value
+    if consumed is None:
+        if workers > 0:
+            raise ValueError(
+                f"this dataset was iterated by {workers} DataLoader workers, whose counts never reach "
+                "this process: pass state_dict(consumed=<windows the training loop received>)"
+            )
+        epoch, consumed = sampler.normalised_position(position.epoch, position.consumed)
+    else:
+        epoch = position.epoch
+    own = sampler.batch_size
+    if batch_size is not None and own is not None and int(batch_size) != own:
+        raise ValueError(f"state_dict(batch_size={batch_size}) differs from the dataset's batch_size={own}")
+    state: dict[str, Any] = {"epoch": int(epoch), "consumed": int(consumed)}
+    state.update(sampler.stream_config(None if workers < 0 else workers))
+    state["batch_size"] = int(batch_size) if batch_size is not None else own
+    return state
+
+
 def worker_role_and_skip(worker: int, workers: int, resume: Resume | None) -> tuple[int, int]:
     """Which worker's block this worker plays and how many of its windows were delivered.
 
