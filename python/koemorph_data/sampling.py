@@ -414,6 +414,7 @@ class WindowSampler:
         # DataLoader workers of the last iteration (-1: never iterated, 0: in-process), set by
         # the workers themselves: state_dict() knows its own count is not the training loop's.
         self.workers_seen = SharedInt(-1)
+        self.warned_blocks = SharedInt(0)
         self.frozen_rank_world: tuple[int, int] | None = None
         self._plans: BoundedCache[int, EpochPlan] = BoundedCache(4)
 
@@ -492,8 +493,8 @@ class WindowSampler:
         deal whole batches, and checks that a pending resume can continue exactly."""
         self.workers_seen.value = num_workers
         if num_workers > 1 and worker == 0 and self.batch_size is None and self.lanes is None:
-            if not getattr(self, "_warned_batches", False):
-                self._warned_batches = True
+            if not self.warned_blocks.value:  # shared: once, not once per (re)started worker
+                self.warned_blocks.value = 1
                 warnings.warn(
                     f"{num_workers} DataLoader workers without the dataset's batch_size: each worker "
                     "delivers its own block, so batches mix takes and each worker drops its own "
