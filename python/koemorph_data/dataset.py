@@ -46,12 +46,13 @@ _COMMON_PARAMETERS = """
     :param sample_rate: audio rate the windows are delivered at (other rates are resampled).
     :param target_fps: blendshape rate the windows are delivered at (other rates are converted).
     :param shuffle_files: shuffle the take order per epoch from ``(seed, epoch)``; a take's
-        windows always come in temporal order.
+        windows always come in temporal order (the same as ``shuffle="takes"``; False:
+        ``shuffle="none"``; ``shuffle`` wins when given).
     :param loop_dataset: True: the stream starts at ``epoch`` and runs epoch after epoch
         without end; False: one epoch, and ``len()`` works.
     :param seed: seed of the take order, mixed-mode draws and (by default) augmentation.
     :param alignment: ``"exact"``: frame f starts at sample ``floor(f * sample_rate /
-        target_fps)``; ``"hop"``: at ``f * hop_length`` (the design document's rule, drifts).
+        target_fps)``; ``"hop"``: at ``f * hop_length`` (KoeMorph's rule, drifts).
     :param on_error: ``"raise"``: a malformed take raises DataFormatError; ``"skip"``: it is
         logged, skipped and listed in ``skipped``.
     :param epoch: the epoch the first ``iter()`` plays (see ``set_epoch``).
