@@ -166,3 +166,15 @@ def test_warns_once_without_batch_size(tiny):
         warnings.simplefilter("error")
         ds.sampler.start_stream(0, 2, None)
         ds.sampler.start_stream(1, 2, None)
+
+
+def test_idle_worker_gets_work_in_a_later_epoch(tmp_path):
+    make_dataset(tmp_path, takes=1, seconds=[9.0], seed=2)  # 270 frames: 15 window positions
+    ds = AdaptiveSequentialDataset(
+        tmp_path, stride_mode="progressive", initial_stride=32, max_epochs=4, loop_dataset=True, seed=2
+    )
+    counts = [len(ds.plan(e)) for e in range(5)]
+    assert counts[0] == 1 and counts[4] == 15  # epoch 0: fewer windows than workers
+    got = first(DataLoader(ds, batch_size=1, num_workers=2), 12)
+    starts = [int(b["start_frames"][0]) for b in got]
+    assert len(got) == 12 and 8 in starts  # worker 1 idles until epoch 3, then delivers
