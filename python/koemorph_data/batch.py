@@ -7,8 +7,15 @@ A sample (one window, what iterating a dataset yields)::
     pose          float32 [window_frames, 9]    (POSE_NAMES order; with pose=True only)
     file_indices  int64 0-d                     (position in dataset.file_pairs)
     start_frames  int64 0-d
+    window_indices int64 0-d                    (the window's index within its take at the
+                                                 epoch's stride: start_frames // stride; a
+                                                 mixed-mode dense draw (is_dense) has its
+                                                 index at stride 1, its start frame, as in
+                                                 KoeMorph; -1 for an invalid lanes slot)
     file_names    str                           (the take's stem)
     is_dense      bool 0-d                      (AdaptiveSequentialDataset only)
+    frame_mask    bool [window_frames]          (tail="pad" only: True on the take's real
+                                                 frames, False on the zero padding)
 
 A batch stacks these over its first axis (``file_names`` becomes a list). Lanes batches add
 ``reset`` and ``valid`` (bool [lanes]); an invalid slot has zero audio and blendshapes,
@@ -29,17 +36,44 @@ from .sampling import EpochPlan
 Batch = dict[str, Any]
 
 
+def window_indices(plan: EpochPlan, index: np.ndarray) -> np.ndarray:
+    """int64 ``window_indices`` of plan windows ``index`` (-1 for an invalid slot): the index at
+    the epoch's stride, or at stride 1 (the start frame) for a mixed-mode dense draw."""
+    index = np.asarray(index, dtype=np.int64)
+    safe = np.maximum(index, 0)
+    start = plan.start_frame[safe].astype(np.int64)
+    out = np.where(plan.dense[safe], start, start // max(1, plan.stride))
+    return np.where(index >= 0, out, -1).astype(np.int64)
+
+
 class BatchSchema:
     """Builds samples and batches with the dataset's keys (see the module docstring)."""
 
     def __init__(
-        self, *, window_frames: int, window_samples: int, names: Sequence[str], dense_flag: bool, pose: bool = False
+        self,
+        *,
+        window_frames: int,
+        window_samples: int,
+        names: Sequence[str],
+        dense_flag: bool,
+        real_frames: np.ndarray | None = None,
+        pose: bool = False,
     ) -> None:
         self.window_frames = int(window_frames)
         self.window_samples = int(window_samples)
         self.names = list(names)  # the take names, by file index
         self.dense_flag = bool(dense_flag)
         self.pose = bool(pose)
+        # tail="pad": the real frames of every take, for the frame_mask key (None: no key)
+        self.real_frames = None if real_frames is None else np.asarray(real_frames, dtype=np.int64)
+
+    def frame_mask(self, files: np.ndarray, frames: np.ndarray) -> torch.Tensor:
+        """bool [n, window_frames]: True where a window's frame lies inside its take (all
+        False for an invalid slot, file -1)."""
+        assert self.real_frames is not None
+        files, frames = np.asarray(files, dtype=np.int64), np.asarray(frames, dtype=np.int64)
+        ends = np.where(files >= 0, self.real_frames[np.maximum(files, 0)], -1)
+        return torch.from_numpy(frames[:, None] + np.arange(self.window_frames)[None, :] < ends[:, None])
 
     def empty(self, rows: int, *, pin_memory: bool = False, zero: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(audio [rows, window_samples], blendshapes [rows, window_frames, 52]) float32 tensors."""
@@ -59,9 +93,14 @@ class BatchSchema:
 
     def flags(self, plan: EpochPlan, index: np.ndarray) -> dict[str, torch.Tensor]:
         """Per-window keys beyond the common ones, for plan indices ``index`` (-1: an invalid slot)."""
-        if not self.dense_flag:
-            return {}
-        return {"is_dense": torch.from_numpy(np.where(index >= 0, plan.dense[np.maximum(index, 0)], False))}
+        flags: dict[str, torch.Tensor] = {"window_indices": torch.from_numpy(window_indices(plan, index))}
+        if self.dense_flag:
+            flags["is_dense"] = torch.from_numpy(np.where(index >= 0, plan.dense[np.maximum(index, 0)], False))
+        if self.real_frames is not None:
+            safe = np.maximum(index, 0)
+            files = np.where(index >= 0, plan.file[safe], -1)
+            flags["frame_mask"] = self.frame_mask(files, plan.start_frame[safe])
+        return flags
 
     def sample(
         self,
@@ -81,9 +120,12 @@ class BatchSchema:
             "file_indices": torch.tensor(file_index, dtype=torch.int64),
             "start_frames": torch.tensor(frame, dtype=torch.int64),
             "file_names": self.names[file_index],
+            "window_indices": torch.tensor(int(window_indices(plan, np.array([i]))[0]), dtype=torch.int64),
         }
         if self.dense_flag:
             sample["is_dense"] = torch.tensor(bool(plan.dense[i]))
+        if self.real_frames is not None:
+            sample["frame_mask"] = self.frame_mask(np.array([file_index]), np.array([frame]))[0]
         return sample
 
     def batch(

@@ -10,7 +10,6 @@ pieces through the public attributes ``sampler``, ``store``, ``schema`` and ``po
 from __future__ import annotations
 
 import logging
-import operator
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,9 @@ from .sampling import (
     WindowSampler,
     check_positive,
     check_sampling,
+    resume_state,
 )
+from .splits import pair_selector
 from .store import TakeStore
 from .takes import TakeTable
 from .timing import Timing
@@ -46,12 +47,13 @@ _COMMON_PARAMETERS = """
     :param sample_rate: audio rate the windows are delivered at (other rates are resampled).
     :param target_fps: blendshape rate the windows are delivered at (other rates are converted).
     :param shuffle_files: shuffle the take order per epoch from ``(seed, epoch)``; a take's
-        windows always come in temporal order.
+        windows always come in temporal order (the same as ``shuffle="takes"``; False:
+        ``shuffle="none"``; ``shuffle`` wins when given).
     :param loop_dataset: True: the stream starts at ``epoch`` and runs epoch after epoch
         without end; False: one epoch, and ``len()`` works.
     :param seed: seed of the take order, mixed-mode draws and (by default) augmentation.
     :param alignment: ``"exact"``: frame f starts at sample ``floor(f * sample_rate /
-        target_fps)``; ``"hop"``: at ``f * hop_length`` (the design document's rule, drifts).
+        target_fps)``; ``"hop"``: at ``f * hop_length`` (KoeMorph's rule, drifts).
     :param on_error: ``"raise"``: a malformed take raises DataFormatError; ``"skip"``: it is
         logged, skipped and listed in ``skipped``.
     :param epoch: the epoch the first ``iter()`` plays (see ``set_epoch``).
@@ -69,22 +71,66 @@ _COMMON_PARAMETERS = """
     :param max_cached_takes: decoded takes kept per process.
     :param worker_sharing_strategy: torch sharing strategy set inside DataLoader workers
         (``"file_system"``: batches passed by name, faster here); None keeps torch's.
+    :param batch_size: the DataLoader's batch size: DataLoader workers then deal whole
+        batches (worker w makes batches w, w + W, ...), so any ``num_workers`` delivers the
+        batches of ``num_workers=0`` in the same order, only the stream's last batch can be
+        partial, and resume needs no per-worker arithmetic. None: each worker delivers one
+        contiguous block (a warning says so when there are several workers).
+    :param split: None: every take; ``"train"``, ``"val"`` or ``"test"``: only the takes of that
+        split (``koemorph_data.splits``: a stable hash of each take's relative path, so adding
+        takes never moves existing ones; the three splits are disjoint and cover every take).
+    :param val_fraction: share of takes (or speakers) in the ``"val"`` split.
+    :param test_fraction: share of takes (or speakers) in the ``"test"`` split.
+    :param split_by: ``"take"``: each take is assigned on its own; ``"speaker"``: all takes of a
+        directory (the take's parent relative to ``data_dir``) go to the same split.
+    :param split_seed: seed of the split assignment.
+    :param max_files: use only the first ``max_files`` takes in sorted order (None or 0: all),
+        before the split, as KoeMorph's datasets do.
+    :param tail: ``"drop"``: frames after a take's last whole window are not delivered;
+        ``"pad"``: one more window at the next stride position, zero-padded past the take's
+        end, and a ``frame_mask`` key (bool [window_frames], True on real frames) on every
+        window; with ``stride_frames == window_frames`` every frame is delivered exactly once
+        (a take shorter than one window gives one padded window).
+    :param reproduce: None: this package's exact behaviour; ``"koemorph"``: KoeMorph's own
+        datasets window for window (``alignment="hop"``: frame f at ``f * hop_length``, and
+        AdaptiveSequentialDataset's linear progressive stride with KoeMorph's
+        ``progress = min(1, epoch / max(1, max_epochs - 1))``), to reproduce old experiments.
+    :param shuffle: ``"takes"``: take order shuffled per epoch, windows in temporal order;
+        ``"windows"``: one seeded permutation of all the epoch's windows across takes (each
+        exactly once, for non-recurrent models; needs ``cache_dir``: random access reads the
+        memory-mapped prepared cache); ``"none"``: sorted take order. None: from
+        ``shuffle_files`` (True: "takes", False: "none").
     :param blendshape_order: column order of positional ``"blendshapes"`` arrays in the JSONL:
         ``"live_link"`` (Live Link Face's), ``"koemorph"`` (KoeMorph's list) or the 52 names in
         the file's order; samples are always in ARKIT_BLENDSHAPES order.
     :param timestamp_unit: unit of the JSONL timestamps: ``"s"``, ``"ms"`` or ``"us"``.
-    :param pose: also deliver the head/eye pose as ``pose`` float32 [window_frames, 9] (a take
-        without pose is then a DataFormatError naming it).
+    :param pose: also deliver the head/eye pose as ``pose`` float32 [window_frames, 9] on the
+        blendshapes' frames (a take without pose is then a DataFormatError naming it).
 """
 
 
+def check_reproduce(reproduce: str | None) -> str | None:
+    """The ``reproduce`` option, checked: None or ``"koemorph"``."""
+    if reproduce not in (None, "koemorph"):
+        raise ValueError(f"reproduce must be None or 'koemorph', got {reproduce!r}")
+    return reproduce
+
+
 def _forward(piece: str, name: str, doc: str) -> property:
-    """A read-only attribute answered by one of the dataset's pieces (``piece`` may be dotted)."""
-    return property(operator.attrgetter(f"{piece}.{name}"), doc=doc)
+    """A read-only attribute answered by one of the dataset's pieces."""
+    return property(lambda self: getattr(getattr(self, piece), name), doc=doc)
 
 
-def _check_options(on_error: str, worker_sharing_strategy: str | None, **positive: int) -> None:
+def _check_options(
+    *, on_error: str, worker_sharing_strategy: str | None, shuffle: str | None, cache_dir: Any, **positive: int
+) -> None:
     check_positive(**positive)
+    if shuffle == "windows" and cache_dir is None:
+        raise ValueError(
+            "shuffle='windows' reads windows in random order across takes, which is cheap only from "
+            "the memory-mapped prepared cache: pass cache_dir= (filled on first use, or by "
+            "`koemorph-data prepare`)"
+        )
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     strategies = torch.multiprocessing.get_all_sharing_strategies()
@@ -94,11 +140,90 @@ def _check_options(on_error: str, worker_sharing_strategy: str | None, **positiv
         )
 
 
-class WindowDataset(IterableDataset):
+def _store_and_schema(
+    takes: TakeTable, sampler: WindowSampler, timing: Timing, *, capacity: int, dense_flag: bool, pose: bool
+) -> tuple[TakeStore, BatchSchema]:
+    """The take store and batch schema of a dataset (zero-padded takes and ``frame_mask``
+    with ``tail="pad"``; room for every memory-mapped take with ``shuffle="windows"``)."""
+    window = sampler.window_frames
+    pad = sampler.tail == "pad"
+    if sampler.shuffle == "windows":
+        capacity = max(capacity, len(takes.pairs))  # memory-mapped from the cache: costs no RAM
+    store = TakeStore(takes, capacity=capacity, pad_window=window if pad else None)
+    schema = BatchSchema(
+        window_frames=window,
+        window_samples=timing.window_samples(window),
+        names=takes.names,
+        dense_flag=dense_flag,
+        real_frames=takes.frames if pad else None,
+        pose=pose,
+    )
+    return store, schema
+
+
+def _describe(ds: WindowDataset) -> str:
+    """``repr`` of a dataset: its directory, takes and the arguments that shape its epochs."""
+    fields = [repr(str(ds.data_dir)), f"takes={len(ds.takes.pairs)}"]
+    if ds.takes.skipped:
+        fields.append(f"skipped={len(ds.takes.skipped)}")
+    fields += [
+        f"window_frames={ds.window_frames}",
+        *ds._repr_fields(),
+        f"epoch={ds.epoch}",
+        f"windows_in_epoch={len(ds.plan())}",
+    ]
+    optional = {
+        "rank": ds.rank,
+        "world_size": ds.world_size,
+        "lanes": ds.lanes,
+        "cache_dir": None if ds.cache_dir is None else str(ds.cache_dir),
+        "augment": ds.augment,
+    }
+    fields += [f"{k}={v!r}" for k, v in optional.items() if v is not None]
+    if not ds.loop_dataset:
+        fields.append("loop_dataset=False")
+    return f"{type(ds).__name__}({', '.join(fields)})"
+
+
+# Subclass arguments WindowDataset takes as they are.
+_PASSED = (
+    "window_frames", "sample_rate", "target_fps", "shuffle_files", "loop_dataset", "seed", "epoch", "on_error",
+    "rank", "world_size", "drop_uneven", "lanes", "cache_dir", "augment", "max_cached_takes",
+    "worker_sharing_strategy", "batch_size", "tail", "shuffle",
+)  # fmt: skip
+_SPLIT = ("split", "val_fraction", "test_fraction", "split_by", "split_seed", "max_files")
+
+
+def _passed(options: Mapping[str, Any]) -> dict[str, Any]:
+    """WindowDataset's keyword arguments from a subclass's ``locals()``: the arguments passed
+    as they are, the take selection (``max_files`` and the split) and the alignment."""
+    passed = {key: options[key] for key in _PASSED}
+    passed["select"] = pair_selector(options["data_dir"], **{key: options[key] for key in _SPLIT})
+    passed["alignment"] = "hop" if check_reproduce(options["reproduce"]) == "koemorph" else options["alignment"]
+    passed["labels"] = LabelFormat(options["blendshape_order"], options["timestamp_unit"], options["pose"])
+    return passed
+
+
+class KoeMorphNames:
+    """The epoch-size methods of KoeMorph's datasets, under their names (exact here)."""
+
+    def num_windows(self) -> int:
+        raise NotImplementedError
+
+    def get_num_windows(self) -> int:
+        """KoeMorph's name for ``num_windows()`` (exact here, not estimated from file sizes)."""
+        return self.num_windows()
+
+    def estimate_epoch_size(self) -> int:
+        """KoeMorph's name for ``num_windows()`` (exact here, not estimated from 300-frame takes)."""
+        return self.num_windows()
+
+
+class WindowDataset(KoeMorphNames, IterableDataset):
     """Shared machinery of both datasets; subclasses choose the stride of each epoch.
 
     ``sampling`` holds ``WindowSampler``'s arguments: shuffle_files, loop_dataset, seed,
-    epoch, rank, world_size, drop_uneven, lanes.
+    epoch, rank, world_size, drop_uneven, lanes, batch_size.
     """
 
     def __init__(
@@ -115,12 +240,21 @@ class WindowDataset(IterableDataset):
         augment: Any,
         max_cached_takes: int,
         worker_sharing_strategy: str | None,
-        labels: LabelFormat,
+        select: Any = None,
+        labels: LabelFormat | None = None,
         **sampling: Any,
     ) -> None:
         super().__init__()
-        positive = dict(window_frames=window_frames, sample_rate=sample_rate, target_fps=target_fps)
-        _check_options(on_error, worker_sharing_strategy, max_cached_takes=max_cached_takes, **positive)
+        _check_options(
+            on_error=on_error,
+            worker_sharing_strategy=worker_sharing_strategy,
+            window_frames=window_frames,
+            sample_rate=sample_rate,
+            target_fps=target_fps,
+            max_cached_takes=max_cached_takes,
+            shuffle=sampling.get("shuffle"),
+            cache_dir=cache_dir,
+        )
         self.timing = Timing(int(sample_rate), int(target_fps), alignment)
         check_sampling(**{k: sampling[k] for k in ("seed", "epoch", "rank", "world_size", "lanes")})  # before I/O
         self.data_dir = Path(data_dir)
@@ -128,24 +262,27 @@ class WindowDataset(IterableDataset):
         self.on_error = on_error
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.worker_sharing_strategy = worker_sharing_strategy
+        pad = sampling.get("tail", "drop") == "pad"
         self.takes = TakeTable(
             self.data_dir,
             timing=self.timing,
             window_frames=self.window_frames,
             on_error=on_error,
             cache_dir=self.cache_dir,
+            select=select,
+            short_takes=pad,
             labels=labels,
         )
         self.sampler = WindowSampler(
             self.takes.frames, window_frames=self.window_frames, stride=stride, timing=self.timing, **sampling
         )
-        self.store = TakeStore(self.takes, capacity=int(max_cached_takes))
-        self.schema = BatchSchema(
-            window_frames=self.window_frames,
-            window_samples=self.window_samples,
-            names=self.takes.names,
+        self.store, self.schema = _store_and_schema(
+            self.takes,
+            self.sampler,
+            self.timing,
+            capacity=int(max_cached_takes),
             dense_flag=isinstance(stride, AdaptiveStride),
-            pose=labels.pose,
+            pose=labels is not None and labels.pose,
         )
         self.reader = WindowReader(self.store, self.schema, augment=as_augment(augment), seed=sampling["seed"])
         self.position = StreamPosition(int(sampling["epoch"]))
@@ -156,12 +293,15 @@ class WindowDataset(IterableDataset):
     alignment = _forward("timing", "alignment", "Frame-to-sample rule: 'exact' or 'hop'.")
     hop_length = _forward("timing", "hop_length", "Audio samples per frame, rounded down (533).")
     seed = _forward("sampler", "seed", "Seed of take order, mixed-mode draws and augmentation.")
-    shuffle_files = _forward("sampler", "shuffle_files", "Take order shuffled per epoch.")
+    shuffle_files = _forward("sampler", "shuffle_files", "Shuffled per epoch (shuffle is 'takes' or 'windows').")
+    shuffle = _forward("sampler", "shuffle", "'takes', 'windows' or 'none'.")
     loop_dataset = _forward("sampler", "loop_dataset", "The stream runs epoch after epoch without end.")
     rank = _forward("sampler", "rank", "The rank given (None: from torch.distributed).")
     world_size = _forward("sampler", "world_size", "The world size given (None: from torch.distributed).")
     drop_uneven = _forward("sampler", "drop_uneven", "Ranks drop the epoch's remainder instead of padding.")
     lanes = _forward("sampler", "lanes", "Slots per lanes batch (None: window mode).")
+    batch_size = _forward("sampler", "batch_size", "Windows per batch workers deal whole (None: blocks).")
+    tail = _forward("sampler", "tail", "'drop' or 'pad' (one more zero-padded window per take).")
     augment = _forward("reader", "augment", "The augmentation (an augment.Augment) or None.")
     max_cached_takes = _forward("store", "capacity", "Decoded takes kept per process.")
 
@@ -224,28 +364,27 @@ class WindowDataset(IterableDataset):
         return self.sampler.epoch_items()
 
     def __repr__(self) -> str:
-        return _describe(self, self._repr_fields())
+        return _describe(self)
 
     def _repr_fields(self) -> list[str]:
         return []
 
     # ------------------------------------------------------------------ resume
     def state_dict(self, consumed: int | None = None, batch_size: int | None = None) -> dict[str, Any]:
-        """Resume state ``{"epoch", "consumed"[, "batch_size"]}``.
+        """Resume state: ``epoch``, ``consumed`` and what exactness depends on (``num_workers``
+        of the last iteration, None if never iterated; ``batch_size``, ``world_size``,
+        ``whole_batches``, ``lanes``, ``shuffle``, ``drop_uneven``, ``tail``).
+        ``load_state_dict`` + iteration under a configuration that cannot continue the same
+        stream raises ValueError instead of delivering other windows.
 
-        :param consumed: with DataLoader workers, the windows (lane slots in lanes mode) the
-            training loop has received since the stream's epoch started; iterating in-process
-            (or through ``loader()``) the dataset's own count is used when it is None.
-        :param batch_size: the DataLoader's batch size (lets any batch boundary resume exactly).
+        :param consumed: with DataLoader workers (required then: a ValueError says so), the
+            windows (lane slots in lanes mode) the training loop has received since the
+            stream's epoch started; iterating in-process (or through ``loader()``) the
+            dataset's own count is used when it is None.
+        :param batch_size: the DataLoader's batch size (lets any batch boundary resume exactly
+            without the dataset's ``batch_size``; must equal it when that is set).
         """
-        if consumed is None:
-            epoch, consumed = self.sampler.normalised_position(self.position.epoch, self.position.consumed)
-        else:
-            epoch = self.position.epoch
-        state: dict[str, Any] = {"epoch": int(epoch), "consumed": int(consumed)}
-        if batch_size is not None:
-            state["batch_size"] = int(batch_size)
-        return state
+        return resume_state(self.sampler, self.position, consumed, batch_size)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Makes the next iteration continue exactly after ``state["consumed"]`` windows of
@@ -265,6 +404,7 @@ class WindowDataset(IterableDataset):
         epoch = self.epoch
         counting = info is None  # a worker's count never reaches the training process
         resume = self.position.begin(epoch, count=counting)
+        self.sampler.start_stream(worker, 0 if info is None else workers, resume)
         if self.lanes is not None:
             step = self.lanes
             stream: Iterator[Batch] = (
@@ -285,7 +425,7 @@ class WindowDataset(IterableDataset):
 
     def loader(
         self,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         num_threads: int = 2,
         pin_memory: bool = False,
         drop_last: bool = True,
@@ -299,7 +439,8 @@ class WindowDataset(IterableDataset):
         over because both walk the same epoch plan). In lanes mode every batch is one lane
         step (``[lanes, ...]``) and ``batch_size`` and ``drop_last`` are ignored.
 
-        :param batch_size: windows per batch.
+        :param batch_size: windows per batch (None: the dataset's ``batch_size``, else 4; when
+            both are given they must agree).
         :param num_threads: threads copying windows (the core's own, GIL released).
         :param pin_memory: allocate batches in pinned memory when CUDA is available.
         :param drop_last: drop the last, partial batch of the stream.
@@ -313,36 +454,17 @@ class WindowDataset(IterableDataset):
         window by window through ``reader.sample`` (correct and in order, not faster than a
         DataLoader with num_workers=0).
         """
+        own = self.sampler.batch_size
+        if batch_size is not None and own is not None and batch_size != own:
+            raise ValueError(f"loader(batch_size={batch_size}) differs from the dataset's batch_size={own}")
         return BatchLoader(
             self,
-            batch_size=batch_size,
+            batch_size=batch_size if batch_size is not None else (own or 4),
             num_threads=num_threads,
             pin_memory=pin_memory,
             drop_last=drop_last,
             prefetch=prefetch,
         )
-
-
-def _describe(dataset: WindowDataset, stride_fields: list[str]) -> str:
-    """``SequentialKoeMorphDataset('data', takes=4, window_frames=256, stride_frames=1, ...)``."""
-    takes = dataset.takes
-    fields = [repr(str(dataset.data_dir)), f"takes={len(takes.pairs)}"]
-    if takes.skipped:
-        fields.append(f"skipped={len(takes.skipped)}")
-    fields += [f"window_frames={dataset.window_frames}", *stride_fields, f"epoch={dataset.epoch}"]
-    fields.append(f"windows_in_epoch={len(dataset.plan())}")
-    cache_dir = None if dataset.cache_dir is None else str(dataset.cache_dir)
-    optional = {
-        "rank": dataset.rank,
-        "world_size": dataset.world_size,
-        "lanes": dataset.lanes,
-        "cache_dir": cache_dir,
-        "augment": dataset.augment,
-    }
-    fields += [f"{k}={v!r}" for k, v in optional.items() if v is not None]
-    if not dataset.loop_dataset:
-        fields.append("loop_dataset=False")
-    return f"{type(dataset).__name__}({', '.join(fields)})"
 
 
 class SequentialKoeMorphDataset(WindowDataset):
@@ -366,10 +488,11 @@ class SequentialKoeMorphDataset(WindowDataset):
         target_fps: int = 30,
         shuffle_files: bool = True,
         loop_dataset: bool = True,
+        max_files: int | None = None,
+        *,
         seed: int = 0,
         alignment: str = "exact",
         on_error: str = "raise",
-        *,
         epoch: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
@@ -379,34 +502,23 @@ class SequentialKoeMorphDataset(WindowDataset):
         augment: Any = None,
         max_cached_takes: int = 2,
         worker_sharing_strategy: str | None = "file_system",
+        batch_size: int | None = None,
+        split: str | None = None,
+        val_fraction: float = 0.0,
+        test_fraction: float = 0.0,
+        split_by: str = "take",
+        split_seed: int = 0,
+        tail: str = "drop",
+        reproduce: str | None = None,
+        shuffle: str | None = None,
         blendshape_order: BlendshapeOrder = "live_link",
         timestamp_unit: str = "s",
         pose: bool = False,
     ) -> None:
         check_positive(stride_frames=stride_frames)
         self.stride_frames = int(stride_frames)
-        super().__init__(
-            data_dir,
-            stride=FixedStride(self.stride_frames),
-            window_frames=window_frames,
-            sample_rate=sample_rate,
-            target_fps=target_fps,
-            shuffle_files=shuffle_files,
-            loop_dataset=loop_dataset,
-            seed=seed,
-            epoch=epoch,
-            alignment=alignment,
-            on_error=on_error,
-            rank=rank,
-            world_size=world_size,
-            drop_uneven=drop_uneven,
-            lanes=lanes,
-            cache_dir=cache_dir,
-            augment=augment,
-            max_cached_takes=max_cached_takes,
-            worker_sharing_strategy=worker_sharing_strategy,
-            labels=LabelFormat(blendshape_order, timestamp_unit, pose),
-        )
+        options = locals()
+        super().__init__(data_dir, stride=FixedStride(self.stride_frames), **_passed(options))
 
     def _repr_fields(self) -> list[str]:
         return [f"stride_frames={self.stride_frames}"]
@@ -440,16 +552,17 @@ class AdaptiveSequentialDataset(WindowDataset):
         final_stride: int = 1,
         epoch: int = 0,
         max_epochs: int = 100,
-        dense_sampling_ratio: float = 0.1,
-        progressive_schedule: str = "linear",
         sample_rate: int = 16000,
         target_fps: int = 30,
+        dense_sampling_ratio: float = 0.1,
         shuffle_files: bool = True,
         loop_dataset: bool = True,
+        max_files: int | None = None,
+        *,
+        progressive_schedule: str = "linear",
         seed: int = 0,
         alignment: str = "exact",
         on_error: str = "raise",
-        *,
         rank: int | None = None,
         world_size: int | None = None,
         drop_uneven: bool = False,
@@ -458,42 +571,36 @@ class AdaptiveSequentialDataset(WindowDataset):
         augment: Any = None,
         max_cached_takes: int = 2,
         worker_sharing_strategy: str | None = "file_system",
+        batch_size: int | None = None,
+        split: str | None = None,
+        val_fraction: float = 0.0,
+        test_fraction: float = 0.0,
+        split_by: str = "take",
+        split_seed: int = 0,
+        tail: str = "drop",
+        reproduce: str | None = None,
+        shuffle: str | None = None,
         blendshape_order: BlendshapeOrder = "live_link",
         timestamp_unit: str = "s",
         pose: bool = False,
     ) -> None:
         schedule = AdaptiveStride(
-            stride_mode, initial_stride, final_stride, max_epochs, progressive_schedule, float(dense_sampling_ratio)
+            stride_mode,
+            initial_stride,
+            final_stride,
+            max_epochs,
+            progressive_schedule,
+            float(dense_sampling_ratio),
+            koemorph=check_reproduce(reproduce) == "koemorph",
         )
-        super().__init__(
-            data_dir,
-            stride=schedule,
-            window_frames=window_frames,
-            sample_rate=sample_rate,
-            target_fps=target_fps,
-            shuffle_files=shuffle_files,
-            loop_dataset=loop_dataset,
-            seed=seed,
-            epoch=epoch,
-            alignment=alignment,
-            on_error=on_error,
-            rank=rank,
-            world_size=world_size,
-            drop_uneven=drop_uneven,
-            lanes=lanes,
-            cache_dir=cache_dir,
-            augment=augment,
-            max_cached_takes=max_cached_takes,
-            worker_sharing_strategy=worker_sharing_strategy,
-            labels=LabelFormat(blendshape_order, timestamp_unit, pose),
-        )
-
-    stride_mode = _forward("sampler.stride", "mode", "'dense', 'sparse', 'progressive' or 'mixed'.")
-    initial_stride = _forward("sampler.stride", "initial", "The sparse stride and the schedule's first.")
-    final_stride = _forward("sampler.stride", "final", "The progressive schedule's last stride.")
-    max_epochs = _forward("sampler.stride", "max_epochs", "Length of the progressive schedule in epochs.")
-    dense_sampling_ratio = _forward("sampler.stride", "mixed_ratio", "Mixed mode's share of stride-1 draws.")
-    progressive_schedule = _forward("sampler.stride", "schedule", "'linear' or 'step'.")
+        self.stride_mode = stride_mode
+        self.initial_stride = int(initial_stride)
+        self.final_stride = int(final_stride)
+        self.max_epochs = int(max_epochs)
+        self.dense_sampling_ratio = float(dense_sampling_ratio)
+        self.progressive_schedule = progressive_schedule
+        options = locals()
+        super().__init__(data_dir, stride=schedule, **_passed(options))
 
     @property
     def current_stride(self) -> int:

@@ -434,6 +434,7 @@ class BatchLoader:
     def __iter__(self) -> Iterator[Batch]:
         epoch = self.sampler.epoch
         resume = self.dataset.position.begin(epoch, count=True)
+        self.sampler.start_stream(0, 0, resume)
         lanes, augment = self.sampler.lanes is not None, self.dataset.reader.augment is not None
         if lanes:
             specs: Iterator[Any] = iter(self.sampler.lane_steps(epoch, 0, 1, resume))

@@ -21,6 +21,7 @@ import ctypes
 import itertools
 import multiprocessing
 import multiprocessing.context
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +75,10 @@ class FixedStride:
     def stride_for_epoch(self, epoch: int) -> int:
         return self.stride
 
+    def settled(self, epoch: int) -> bool:
+        """True: every epoch from ``epoch`` on has this epoch's stride."""
+        return True
+
 
 @dataclass(frozen=True)
 class AdaptiveStride:
@@ -85,6 +90,7 @@ class AdaptiveStride:
     max_epochs: int
     schedule: str = "linear"
     mixed_ratio: float = 0.1
+    koemorph: bool = False  # linear progress as KoeMorph's code: min(1, epoch / max(1, max_epochs - 1))
 
     def __post_init__(self) -> None:
         for name in ("initial", "final", "max_epochs"):
@@ -104,6 +110,10 @@ class AdaptiveStride:
         """Share of stride-1 windows drawn per take in mixed mode (None otherwise)."""
         return self.mixed_ratio if self.mode == "mixed" else None
 
+    def settled(self, epoch: int) -> bool:
+        """True: every epoch from ``epoch`` on has this epoch's stride (and window count)."""
+        return self.mode != "progressive" or epoch >= self.max_epochs
+
     def stride_for_epoch(self, epoch: int) -> int:
         if self.mode == "dense":
             return 1
@@ -111,7 +121,7 @@ class AdaptiveStride:
             return self.initial
         initial, final = self.initial, self.final
         if self.schedule == "linear":
-            progress = epoch / self.max_epochs
+            progress = min(1.0, epoch / max(1, self.max_epochs - 1)) if self.koemorph else epoch / self.max_epochs
             return max(final, int(initial - progress * (initial - final)))
         # "step": the design document's table, boundaries at 20%, 50% and 80% of max_epochs.
         if epoch * 10 < 2 * self.max_epochs:
@@ -126,12 +136,12 @@ class AdaptiveStride:
 # ---------------------------------------------------------------------------- epoch and position
 
 
-class SharedEpoch:
-    """The current epoch, shared with DataLoader workers through shared memory.
+class SharedInt:
+    """An integer shared with DataLoader workers through shared memory.
 
-    Persistent workers keep the dataset copy they were started with, so a ``set_epoch`` in
-    the training process must reach them through memory they share (fork, or the spawn
-    pickling that passes the shared block along).
+    Persistent workers keep the dataset copy they were started with, so a value set in the
+    training process (or in a worker) must travel through memory they share (fork, or the
+    spawn pickling that passes the shared block along).
     """
 
     def __init__(self, value: int, raw: Any = None) -> None:
@@ -147,8 +157,12 @@ class SharedEpoch:
 
     def __reduce__(self):
         if multiprocessing.context.get_spawning_popen() is not None:
-            return (SharedEpoch, (0, self._raw))
-        return (SharedEpoch, (self.value,))  # plain pickling (e.g. copy): a snapshot
+            return (type(self), (0, self._raw))
+        return (type(self), (self.value,))  # plain pickling (e.g. copy): a snapshot
+
+
+class SharedEpoch(SharedInt):
+    """The current epoch, shared with DataLoader workers (a ``set_epoch`` reaches them)."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +173,7 @@ class Resume:
     epoch: int
     consumed: int
     batch_size: int | None = None
+    recorded: Mapping[str, Any] | None = None  # the stream configuration state_dict saw (STREAM_KEYS)
 
 
 class StreamPosition:
@@ -201,9 +216,69 @@ class StreamPosition:
             raise ValueError(
                 f"in lanes mode 'consumed' counts batch slots: a multiple of lanes={lanes}, got {consumed}"
             )
-        self.pending = Resume(epoch, consumed, None if batch_size is None else int(batch_size))
+        recorded = {key: state[key] for key in STREAM_KEYS if key in state}
+        self.pending = Resume(epoch, consumed, None if batch_size is None else int(batch_size), recorded)
         self.epoch, self.consumed = epoch, consumed
         return self.pending
+
+
+#: What exact resume depends on besides (epoch, consumed); ``state_dict`` records them.
+STREAM_KEYS = ("num_workers", "batch_size", "world_size", "whole_batches", "lanes", "shuffle", "drop_uneven", "tail")
+
+
+def stream_layout(num_workers: int | None, whole_batches: bool) -> str | None:
+    """How windows reach the training loop: ``"in order"`` (in-process, one worker, or workers
+    dealing whole batches), ``"blocks of W"`` (W workers with contiguous blocks), None: unknown."""
+    if whole_batches or (num_workers is not None and num_workers <= 1):
+        return "in order"
+    return None if num_workers is None else f"blocks of {num_workers}"
+
+
+def check_resume(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> None:
+    """ValueError when a resume state was saved under a configuration whose window stream this
+    one does not reproduce (both values named); keys missing from ``recorded`` are not checked."""
+    for key in ("world_size", "lanes", "shuffle", "drop_uneven", "tail"):
+        if key in recorded and recorded[key] != current[key]:
+            raise ValueError(
+                f"cannot resume: the state was saved with {key}={recorded[key]!r} but this stream has "
+                f"{key}={current[key]!r}; the same windows would not follow (use {key}={recorded[key]!r})"
+            )
+    if "num_workers" not in recorded:
+        return
+    saved = stream_layout(recorded["num_workers"], bool(recorded.get("whole_batches")))
+    now = stream_layout(current["num_workers"], bool(current["whole_batches"]))
+    if saved is not None and saved != now:
+        raise ValueError(
+            f"cannot resume: the state was saved with num_workers={recorded['num_workers']} and dataset "
+            f"batch_size={recorded.get('batch_size') if recorded.get('whole_batches') else None} "
+            f"(windows {saved}) but this stream has num_workers={current['num_workers']} and dataset "
+            f"batch_size={current['batch_size']} (windows {now}); give the dataset batch_size= (then any "
+            "worker count resumes exactly) or resume with the saved num_workers"
+        )
+
+
+def resume_state(
+    sampler: WindowSampler, position: StreamPosition, consumed: int | None, batch_size: int | None
+) -> dict[str, Any]:
+    """A dataset's ``state_dict``: the position (``consumed`` given, or the in-process count;
+    ValueError when workers iterated and it is missing) and the stream configuration."""
+    workers = sampler.workers_seen.value
+    if consumed is None:
+        if workers > 0:
+            raise ValueError(
+                f"this dataset was iterated by {workers} DataLoader workers, whose counts never reach "
+                "this process: pass state_dict(consumed=<windows the training loop received>)"
+            )
+        epoch, consumed = sampler.normalised_position(position.epoch, position.consumed)
+    else:
+        epoch = position.epoch
+    own = sampler.batch_size
+    if batch_size is not None and own is not None and int(batch_size) != own:
+        raise ValueError(f"state_dict(batch_size={batch_size}) differs from the dataset's batch_size={own}")
+    state: dict[str, Any] = {"epoch": int(epoch), "consumed": int(consumed)}
+    state.update(sampler.stream_config(None if workers < 0 else workers))
+    state["batch_size"] = int(batch_size) if batch_size is not None else own
+    return state
 
 
 def worker_role_and_skip(worker: int, workers: int, resume: Resume | None) -> tuple[int, int]:
@@ -232,6 +307,33 @@ def worker_role_and_skip(worker: int, workers: int, resume: Resume | None) -> tu
             "multiple of batch_size x num_workers)"
         )
     return worker, consumed // workers
+
+
+TAILS = ("drop", "pad")
+SHUFFLES = ("takes", "windows", "none")
+
+
+def resolve_shuffle(shuffle: str | None, shuffle_files: bool, lanes: int | None) -> str:
+    """The shuffle mode: ``shuffle`` when given, else ``shuffle_files``'s (True: "takes",
+    False: "none"); ValueError for an unknown mode and for "windows" with lanes."""
+    mode = shuffle if shuffle is not None else ("takes" if shuffle_files else "none")
+    if mode not in SHUFFLES:
+        raise ValueError(f"shuffle must be one of {SHUFFLES} or None, got {shuffle!r}")
+    if mode == "windows" and lanes is not None:
+        raise ValueError("shuffle='windows' cannot be combined with lanes (each lane follows one take in order)")
+    return mode
+
+
+def padded_frames(frames: np.ndarray, window_frames: int, stride: int) -> np.ndarray:
+    """Frames per take the planner sees with ``tail="pad"``: a take whose grid windows leave
+    frames after the last one uncovered gets one more window at the next stride position
+    (when that position is still inside the take), zero-padded past its end; a take shorter
+    than one window gets one window at frame 0. Skipped takes (0 frames) stay 0."""
+    f = np.asarray(frames, dtype=np.int64)
+    w, s = int(window_frames), int(stride)
+    n = np.where(f >= w, (f - w) // s + 1, 0)
+    extra = (f > 0) & ((n == 0) | (((n - 1) * s + w < f) & (n * s < f)))
+    return np.where(extra, n * s + w, f).astype(np.uint64)
 
 
 def check_positive(**values: int) -> None:
@@ -290,19 +392,33 @@ class WindowSampler:
         world_size: int | None,
         drop_uneven: bool,
         lanes: int | None,
+        batch_size: int | None = None,
+        tail: str = "drop",
+        shuffle: str | None = None,
     ) -> None:
         check_sampling(seed=seed, epoch=epoch, rank=rank, world_size=world_size, lanes=lanes)
+        self.shuffle = resolve_shuffle(shuffle, shuffle_files, lanes)
+        if tail not in TAILS:
+            raise ValueError(f"tail must be one of {TAILS}, got {tail!r}")
+        self.tail = tail
+        if batch_size is not None:
+            check_positive(batch_size=batch_size)
         self.frames = frames
         self.window_frames = int(window_frames)
         self.stride = stride
         self.seed = int(seed)
-        self.shuffle_files = bool(shuffle_files)
+        self.shuffle_files = self.shuffle != "none"
         self.loop_dataset = bool(loop_dataset)
         self.timing = timing
         self.rank, self.world_size = rank, world_size
         self.drop_uneven = bool(drop_uneven)
         self.lanes = lanes
+        self.batch_size = None if batch_size is None else int(batch_size)
         self.shared_epoch = SharedEpoch(int(epoch))
+        # DataLoader workers of the last iteration (-1: never iterated, 0: in-process), set by
+        # the workers themselves: state_dict() knows its own count is not the training loop's.
+        self.workers_seen = SharedInt(-1)
+        self.warned_blocks = SharedInt(0)
         self.frozen_rank_world: tuple[int, int] | None = None
         self._plans: BoundedCache[int, EpochPlan] = BoundedCache(4)
 
@@ -317,9 +433,13 @@ class WindowSampler:
 
     def _make_plan(self, epoch: int) -> EpochPlan:
         stride = self.stride.stride_for_epoch(epoch)
+        frames = self.frames if self.tail == "drop" else padded_frames(self.frames, self.window_frames, stride)
         file, start_frame, dense = _core.plan_epoch(
-            self.frames, self.window_frames, stride, self.seed, epoch, self.shuffle_files, self.stride.dense_ratio
+            frames, self.window_frames, stride, self.seed, epoch, self.shuffle == "takes", self.stride.dense_ratio
         )
+        if self.shuffle == "windows":  # one seeded permutation of the epoch's windows across takes
+            order = np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(len(file))
+            file, start_frame, dense = file[order], start_frame[order], dense[order]
         start_sample = self.timing.frames_to_samples(start_frame)
         return EpochPlan(epoch, stride, file, start_frame, start_sample, dense)
 
@@ -372,22 +492,84 @@ class WindowSampler:
             consumed -= per_epoch
             epoch += 1
 
+    def start_stream(self, worker: int, num_workers: int, resume: Resume | None) -> None:
+        """Records who iterates (0: in-process), warns once (from worker 0) when workers cannot
+        deal whole batches, and checks that a pending resume can continue exactly."""
+        self.workers_seen.value = num_workers
+        if num_workers > 1 and worker == 0 and self.batch_size is None and self.lanes is None:
+            if not self.warned_blocks.value:  # shared: once, not once per (re)started worker
+                self.warned_blocks.value = 1
+                warnings.warn(
+                    f"{num_workers} DataLoader workers without the dataset's batch_size: each worker "
+                    "delivers its own block, so batches mix takes and each worker drops its own "
+                    "partial batch; give the dataset batch_size=<the DataLoader's> for whole batches "
+                    "in the in-process order",
+                    stacklevel=3,
+                )
+        if resume is not None and resume.recorded:
+            check_resume(resume.recorded, self.stream_config(num_workers))
+
+    def stream_config(self, num_workers: int | None) -> dict[str, Any]:
+        """The configuration exact resume depends on (``STREAM_KEYS``), as this process sees it."""
+        return {
+            "num_workers": num_workers,
+            "batch_size": self.batch_size,
+            "world_size": self.rank_world()[1],
+            "whole_batches": self.batch_size is not None,
+            "lanes": self.lanes,
+            "shuffle": self.shuffle,
+            "drop_uneven": self.drop_uneven,
+            "tail": self.tail,
+        }
+
+    def _ends_here(self, epoch: int, windows: int) -> bool:
+        """A looping stream that got no windows in ``epoch`` gets none in any later one."""
+        return windows == 0 and self.stride.settled(epoch)
+
     # ------------------------------------------------------------------ window mode
     def window_runs(
         self, epoch: int, worker: int, workers: int, resume: Resume | None
     ) -> Iterator[tuple[EpochPlan, np.ndarray]]:
-        """(plan, plan indices) runs this worker delivers, epoch after epoch, resume applied."""
+        """(plan, plan indices) runs this worker delivers, epoch after epoch, resume applied.
+
+        With ``batch_size`` (or a single worker) the stream after the resume point is cut into
+        batches and worker w delivers batches w, w + W, ...: the DataLoader's round robin then
+        hands over the in-process stream, batch for batch. Without it (W > 1) each worker
+        delivers one contiguous block of the rank's share per epoch."""
+        if self.batch_size is not None or workers == 1:
+            return self._dealt_runs(epoch, worker, workers, resume)
+        return self._block_runs(epoch, worker, workers, resume)
+
+    def _dealt_runs(
+        self, epoch: int, worker: int, workers: int, resume: Resume | None
+    ) -> Iterator[tuple[EpochPlan, np.ndarray]]:
+        rank, world = self.rank_world()
+        size = self.batch_size or 1
+        skip = resume.consumed if resume else 0  # windows delivered before the resume point
+        done = 0  # windows of the stream between the resume point and this epoch
+        for e in self.epochs(epoch):
+            plan = self.plan(e)
+            start, length = _core.rank_share(len(plan), rank, world, self.drop_uneven)
+            if self.loop_dataset and self._ends_here(e, length):
+                return
+            first = min(skip, length)
+            skip -= first
+            mine = np.flatnonzero((done + np.arange(length - first)) // size % workers == worker)
+            done += length - first
+            if len(mine):
+                yield plan, (start + first + mine) % len(plan)
+
+    def _block_runs(
+        self, epoch: int, worker: int, workers: int, resume: Resume | None
+    ) -> Iterator[tuple[EpochPlan, np.ndarray]]:
         rank, world = self.rank_world()
         role, skip = worker_role_and_skip(worker, workers, resume)
         for e in self.epochs(epoch):
             plan = self.plan(e)
             start, length = _core.rank_share(len(plan), rank, world, self.drop_uneven)
-            if self.loop_dataset and length < workers:
-                raise ValueError(
-                    f"epoch {e} gives rank {rank} only {length} windows, fewer than num_workers={workers}: "
-                    "a worker would wait forever; use fewer workers or more/longer takes"
-                )
             offset, count = _core.worker_block(length, role, workers)
+            if self.loop_dataset and self._ends_here(e, count):
+                return  # idle in every epoch from here on: end instead of spinning
             if skip >= count:
                 skip -= count
                 continue
@@ -425,6 +607,8 @@ class WindowSampler:
         for e in self.epochs(epoch):
             plan = self.plan(e)
             index, reset = self.lane_table(plan, rank, world)
+            if self.loop_dataset and self._ends_here(e, len(index)):
+                return
             for step in range(len(index)):
                 if g >= first and (g - first) % workers == worker:
                     yield plan, index[step], reset[step]

@@ -11,6 +11,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
+
 from .audio import load_audio
 from .cache import TakeArrays, load_take
 from .errors import DataFormatError
@@ -21,8 +23,9 @@ from .takes import TakeTable
 class TakeStore:
     """The takes of a ``TakeTable``, loaded on demand and trimmed to their usable frames."""
 
-    def __init__(self, table: TakeTable, *, capacity: int) -> None:
+    def __init__(self, table: TakeTable, *, capacity: int, pad_window: int | None = None) -> None:
         self.table = table
+        self.pad_window = pad_window  # tail="pad": takes zero-padded by this many frames
         self._takes: BoundedCache[int, TakeArrays] = BoundedCache(capacity)
         self._ahead: ThreadPoolExecutor | None = None
 
@@ -72,8 +75,26 @@ class TakeStore:
             )
         if values is None:
             values, _fps, _rows, pose = labels.load(jsonl, timing.target_fps)
+        pose = pose if labels.pose else None
+        if self.pad_window is not None:
+            return self.padded(audio, values, pose, info.usable_frames)
         usable = info.usable_frames
-        return TakeArrays(audio, values[:usable], pose[:usable] if labels.pose and pose is not None else None)
+        return TakeArrays(audio, values[:usable], None if pose is None else pose[:usable])
+
+    def padded(self, audio: np.ndarray, values: np.ndarray, pose: np.ndarray | None, frames: int) -> TakeArrays:
+        """A take cut at its last usable frame (audio at that frame's first sample) and followed
+        by zeros: room for any window that starts inside the take (``tail="pad"``)."""
+        timing, window = self.table.timing, int(self.pad_window or 0)
+        end = timing.frame_to_sample(frames)
+        padded_audio = np.zeros(end + timing.window_samples(window), dtype=np.float32)
+        padded_audio[:end] = audio[:end]
+
+        def pad_track(track: np.ndarray) -> np.ndarray:
+            out = np.zeros((frames + window, track.shape[1]), dtype=np.float32)
+            out[:frames] = track[:frames]
+            return out
+
+        return TakeArrays(padded_audio, pad_track(values), None if pose is None else pad_track(pose))
 
     def __getstate__(self) -> dict[str, Any]:
         # Pickled into DataLoader workers: the decode-ahead thread stays behind (BoundedCache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,7 +127,11 @@ def validate_take(
 
 
 class TakeTable:
-    """Validated takes of a data directory, indexed by position in ``pairs``."""
+    """Validated takes of a data directory, indexed by position in ``pairs``.
+
+    ``select`` keeps some of the sorted pairs (``splits.pair_selector``); ``short_takes``:
+    takes shorter than one window are usable (``tail="pad"`` gives them one padded window).
+    """
 
     def __init__(
         self,
@@ -137,12 +142,16 @@ class TakeTable:
         on_error: str,
         cache_dir: Path | None = None,
         labels: LabelFormat | None = None,
+        select: Callable[[list[tuple[Path, Path]]], list[tuple[Path, Path]]] | None = None,
+        short_takes: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.timing = timing
         self.cache_dir = cache_dir
         self.labels = labels if labels is not None else LabelFormat()
         self.pairs, self.orphans = find_file_pairs(self.data_dir)
+        if select is not None and self.pairs:  # e.g. max_files and a train/val/test split (splits.py)
+            self.pairs = select(self.pairs)
         if not self.pairs:
             raise ValueError(f"no .wav/.jsonl pairs found under {self.data_dir}")
         self.skipped: list[tuple[Path, str]] = []
@@ -169,7 +178,7 @@ class TakeTable:
                 continue
             self.infos.append(info)
             frames[i] = info.usable_frames
-            if info.usable_frames < window_frames:
+            if info.usable_frames < window_frames and not short_takes:
                 logger.warning(
                     "%s has %d usable frames, shorter than one window of %d: no windows",
                     wav.with_suffix(""),
@@ -177,7 +186,7 @@ class TakeTable:
                     window_frames,
                 )
         self.frames = frames
-        if not (frames >= window_frames).any():
+        if not (frames >= (1 if short_takes else window_frames)).any():
             raise ValueError(
                 f"no take under {self.data_dir} is at least one window ({window_frames} frames) long"
                 + (f"; {len(self.skipped)} take(s) skipped as malformed" if self.skipped else "")
