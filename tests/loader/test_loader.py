@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from koemorph_data import AdaptiveSequentialDataset, SequentialKoeMorphDataset, _core
 from koemorph_data.synthetic import make_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

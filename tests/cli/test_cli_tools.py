@@ -348,7 +348,7 @@ def test_plot_layout_keeps_legends_off_the_curves_and_labels_inside(tmp_path):
 
 
 # ---------------------------------------------------------------------------- tools/
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_make_sample_is_a_developer_script_outside_the_package(tmp_path):
