@@ -15,12 +15,12 @@ agree (the document assigns it only inside the mismatch branch, a NameError othe
 Resampling uses soxr instead of librosa (never imported here; the benchmark's takes are at
 16 kHz, so it is not called).
 """
+
 from __future__ import annotations
 
 import json
 import random
 from pathlib import Path
-from typing import List, Tuple, Union
 
 import numpy as np
 import soundfile as sf
@@ -31,9 +31,9 @@ from torch.utils.data import IterableDataset
 class SeedSequentialKoeMorphDataset(IterableDataset):
     def __init__(
         self,
-        data_dir: Union[str, Path],
+        data_dir: str | Path,
         window_frames: int = 256,  # ~8.5 seconds at 30fps
-        stride_frames: int = 1,    # 1 frame stride for true sequential
+        stride_frames: int = 1,  # 1 frame stride for true sequential
         sample_rate: int = 16000,
         target_fps: int = 30,
         shuffle_files: bool = True,
@@ -50,7 +50,7 @@ class SeedSequentialKoeMorphDataset(IterableDataset):
         self.loop_dataset = loop_dataset
         self.file_pairs = self._find_file_pairs()
 
-    def _find_file_pairs(self) -> List[Tuple[Path, Path]]:
+    def _find_file_pairs(self) -> list[tuple[Path, Path]]:
         pairs = []
         for audio_path in self.data_dir.glob("**/*.wav"):
             jsonl_path = audio_path.with_suffix(".jsonl")
@@ -68,7 +68,7 @@ class SeedSequentialKoeMorphDataset(IterableDataset):
 
     def _load_blendshapes(self, jsonl_path: Path) -> np.ndarray:
         blendshapes = []
-        with open(jsonl_path, "r") as f:
+        with open(jsonl_path) as f:
             for line in f:
                 frame_data = json.loads(line.strip())
                 blendshapes.append(frame_data["blendshapes"])

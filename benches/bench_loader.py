@@ -13,6 +13,7 @@ of the same windows into a batch buffer), time to first batch, and peak RSS for 
 takes (each in its own subprocess). Prints a table with the ratios the issue targets.
 Benchmarks are not tests: absolute numbers depend on the machine and its load.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,7 +77,7 @@ def parse_rates(jsonl: Path, seconds: float) -> dict:
 
     def with_json():
         rows = []
-        with open(jsonl, "r") as f:
+        with open(jsonl) as f:
             for line in f:
                 rows.append(json.loads(line.strip())["blendshapes"])
         return np.array(rows, dtype=np.float32)
@@ -122,8 +123,8 @@ def numpy_gather(ds: SequentialKoeMorphDataset, seconds: float, fresh: bool = Fa
         for j in range(BATCH):
             k = (i + j) % n
             audio, blendshapes = takes[files[k]]
-            abuf[j] = audio[samples[k]: samples[k] + S]
-            bbuf[j] = blendshapes[frames[k]: frames[k] + W]
+            abuf[j] = audio[samples[k] : samples[k] + S]
+            bbuf[j] = blendshapes[frames[k] : frames[k] + W]
         i += BATCH
         windows += BATCH
         elapsed = time.perf_counter() - start
@@ -148,14 +149,24 @@ class PremadeWindows(torch.utils.data.IterableDataset):
         audio = torch.rand(self.window_samples + 1000 * hop)
         blendshapes = torch.rand(self.window_frames + 1000, 52)
         for i in itertools.cycle(range(1000)):
-            yield {"audio": audio[i * hop: i * hop + self.window_samples],
-                   "blendshapes": blendshapes[i: i + self.window_frames],
-                   "file_indices": torch.tensor(0), "start_frames": torch.tensor(i), "file_names": "take"}
+            yield {
+                "audio": audio[i * hop : i * hop + self.window_samples],
+                "blendshapes": blendshapes[i : i + self.window_frames],
+                "file_indices": torch.tensor(0),
+                "start_frames": torch.tensor(i),
+                "file_names": "take",
+            }
 
 
 def transfer_ceiling(ds: SequentialKoeMorphDataset, sharing_strategy: str | None, seconds: float) -> dict:
-    loader = DataLoader(PremadeWindows(ds.window_samples, ds.window_frames, sharing_strategy), batch_size=BATCH,
-                        num_workers=2, pin_memory=True, persistent_workers=True, drop_last=True)
+    loader = DataLoader(
+        PremadeWindows(ds.window_samples, ds.window_frames, sharing_strategy),
+        batch_size=BATCH,
+        num_workers=2,
+        pin_memory=True,
+        persistent_workers=True,
+        drop_last=True,
+    )
     result = timed_windows(loader, seconds)
     close(loader)
     return result
@@ -179,8 +190,9 @@ def first_batch_ours(data: Path, cache: Path, use_loader: bool) -> float:
     if use_loader:
         it = iter(ds.loader(batch_size=BATCH))
     else:
-        it = iter(DataLoader(ds, batch_size=BATCH, num_workers=2, pin_memory=True, persistent_workers=True,
-                             drop_last=True))
+        it = iter(
+            DataLoader(ds, batch_size=BATCH, num_workers=2, pin_memory=True, persistent_workers=True, drop_last=True)
+        )
     next(it)
     elapsed = time.perf_counter() - t0
     close(it)
@@ -193,8 +205,14 @@ def rss_child(config: str, data: Path, seconds: float) -> None:
     if config == "seed_dataloader":
         batches = seed_dataloader(SeedSequentialKoeMorphDataset(data))
     elif config == "ours_dataloader":
-        batches = DataLoader(SequentialKoeMorphDataset(data), batch_size=BATCH, num_workers=2, pin_memory=True,
-                             persistent_workers=True, drop_last=True)
+        batches = DataLoader(
+            SequentialKoeMorphDataset(data),
+            batch_size=BATCH,
+            num_workers=2,
+            pin_memory=True,
+            persistent_workers=True,
+            drop_last=True,
+        )
     elif config == "ours_loader":
         batches = SequentialKoeMorphDataset(data).loader(batch_size=BATCH)
     else:
@@ -208,8 +226,9 @@ def rss_child(config: str, data: Path, seconds: float) -> None:
     workers = [_vm_hwm_mb(pid) for pid in _children(os.getpid())]
     del it, batches
     gc.collect()
-    print(json.dumps({"config": config, "main_mb": own, "worker_mb": workers,
-                      "windows_per_s": result["windows_per_s"]}))
+    print(
+        json.dumps({"config": config, "main_mb": own, "worker_mb": workers, "windows_per_s": result["windows_per_s"]})
+    )
 
 
 def _vm_hwm_mb(pid: int) -> float:
@@ -238,8 +257,12 @@ def _children(pid: int) -> list[int]:
 
 
 def measure_rss(config: str, data: Path, seconds: float) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--rss-child", config, str(data), "--time", str(seconds)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--rss-child", config, str(data), "--time", str(seconds)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"RSS run {config} failed:\n{proc.stderr[-2000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -271,36 +294,42 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    load = ", load average %.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else ""
-    return (f"{cpu}, {os.cpu_count()} cores{load}, Python {platform.python_version()}, torch {torch.__version__}, "
-            f"numpy {np.__version__}, {platform.system()} {platform.release()}")
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    return (
+        f"{cpu}, {os.cpu_count()} cores{load}, Python {platform.python_version()}, torch {torch.__version__}, "
+        f"numpy {np.__version__}, {platform.system()} {platform.release()}"
+    )
 
 
 def report(r: dict) -> str:
     p, w, t, m = r["parse_mb_per_s"], r["windows_per_s"], r["first_batch_s"], r["peak_rss_mb"]
-    lines = [f"machine: {r['machine']}",
-             f"dataset: {r['takes']} takes x {r['take_seconds']:g} s at 16 kHz / 30 fps, "
-             f"{r['windows_per_epoch']} dense stride-1 windows per epoch; {r['measure_seconds']:g} s per measurement",
-             "",
-             f"{'measurement':58s} {'value':>12s}",
-             "-" * 71,
-             f"{'JSONL parse, json module (MB/s)':58s} {p['json']:12.1f}",
-             f"{'JSONL parse, orjson + numpy (MB/s)':58s} {p['orjson_numpy']:12.1f}",
-             f"{'JSONL parse, ours read_blendshapes (MB/s)':58s} {p['ours']:12.1f}",
-             f"{'windows/s, (a) document code, DataLoader batch 4 / 2 workers':58s} {w['seed_dataloader']:12.0f}",
-             f"{'windows/s, (b) document code, num_workers=0':58s} {w['seed_inprocess']:12.0f}",
-             f"{'windows/s, (c) ours, same DataLoader config (cache)':58s} {w['ours_dataloader']:12.0f}",
-             f"{'windows/s, (d) ours, loader() batch 4 / 2 threads (cache)':58s} {w['loader']:12.0f}",
-             f"{'windows/s, (e) plain numpy gather into a batch buffer':58s} {w['numpy_gather']:12.0f}",
-             f"{'windows/s, (e2) numpy gather into a new array per batch':58s} {w['numpy_gather_fresh']:12.0f}",
-             f"{'windows/s, (f1) no-work dataset, same config (transfer limit)':58s} {w['ceiling_default']:12.0f}",
-             f"{'windows/s, (f2) the same, workers on file_system sharing':58s} {w['ceiling_file_system']:12.0f}",
-             f"{'time to first batch, document code DataLoader (s)':58s} {t['seed_dataloader']:12.3f}",
-             f"{'time to first batch, ours loader() with prepared cache (s)':58s} {t['ours_loader_cache']:12.3f}",
-             f"{'time to first batch, ours DataLoader with prepared cache (s)':58s} {t['ours_dataloader_cache']:12.3f}"]
+    lines = [
+        f"machine: {r['machine']}",
+        f"dataset: {r['takes']} takes x {r['take_seconds']:g} s at 16 kHz / 30 fps, "
+        f"{r['windows_per_epoch']} dense stride-1 windows per epoch; {r['measure_seconds']:g} s per measurement",
+        "",
+        f"{'measurement':58s} {'value':>12s}",
+        "-" * 71,
+        f"{'JSONL parse, json module (MB/s)':58s} {p['json']:12.1f}",
+        f"{'JSONL parse, orjson + numpy (MB/s)':58s} {p['orjson_numpy']:12.1f}",
+        f"{'JSONL parse, ours read_blendshapes (MB/s)':58s} {p['ours']:12.1f}",
+        f"{'windows/s, (a) document code, DataLoader batch 4 / 2 workers':58s} {w['seed_dataloader']:12.0f}",
+        f"{'windows/s, (b) document code, num_workers=0':58s} {w['seed_inprocess']:12.0f}",
+        f"{'windows/s, (c) ours, same DataLoader config (cache)':58s} {w['ours_dataloader']:12.0f}",
+        f"{'windows/s, (d) ours, loader() batch 4 / 2 threads (cache)':58s} {w['loader']:12.0f}",
+        f"{'windows/s, (e) plain numpy gather into a batch buffer':58s} {w['numpy_gather']:12.0f}",
+        f"{'windows/s, (e2) numpy gather into a new array per batch':58s} {w['numpy_gather_fresh']:12.0f}",
+        f"{'windows/s, (f1) no-work dataset, same config (transfer limit)':58s} {w['ceiling_default']:12.0f}",
+        f"{'windows/s, (f2) the same, workers on file_system sharing':58s} {w['ceiling_file_system']:12.0f}",
+        f"{'time to first batch, document code DataLoader (s)':58s} {t['seed_dataloader']:12.3f}",
+        f"{'time to first batch, ours loader() with prepared cache (s)':58s} {t['ours_loader_cache']:12.3f}",
+        f"{'time to first batch, ours DataLoader with prepared cache (s)':58s} {t['ours_dataloader_cache']:12.3f}",
+    ]
     for config in ("seed_dataloader", "ours_dataloader", "ours_loader"):
-        lines.append(f"{'peak RSS MB, ' + config + ' (N / 10N takes)':58s} "
-                     f"{m[config]['N']['total_mb']:6.0f} /{m[config]['10N']['total_mb']:5.0f}")
+        lines.append(
+            f"{'peak RSS MB, ' + config + ' (N / 10N takes)':58s} "
+            f"{m[config]['N']['total_mb']:6.0f} /{m[config]['10N']['total_mb']:5.0f}"
+        )
     lines.append("(peak RSS: main process + DataLoader workers, each process's own VmHWM)")
     lines += ["", f"{'target':58s} {'ratio':>7s} {'goal':>7s}  met", "-" * 80]
     for name, ratio, goal, higher in r["targets"]:
@@ -308,8 +337,9 @@ def report(r: dict) -> str:
             lines.append(f"{name:58s} {ratio:7.2f}")
             continue
         ok = ratio >= goal if higher else ratio <= goal
-        lines.append(f"{name:58s} {ratio:7.2f} {('>=' if higher else '<=') + format(goal, 'g'):>7s}  "
-                     f"{'yes' if ok else 'NO'}")
+        lines.append(
+            f"{name:58s} {ratio:7.2f} {('>=' if higher else '<=') + format(goal, 'g'):>7s}  {'yes' if ok else 'NO'}"
+        )
     return "\n".join(lines)
 
 
@@ -319,13 +349,18 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=300.0, help="length of each take in seconds (default 300)")
     ap.add_argument("--time", type=float, default=5.0, help="seconds per throughput measurement (default 5)")
     ap.add_argument("--quick", action="store_true", help="CI smoke run: 1 s per measurement")
-    ap.add_argument("--workdir", type=Path, default=None,
-                    help="keep the generated dataset and cache here (reused by later runs)")
+    ap.add_argument(
+        "--workdir", type=Path, default=None, help="keep the generated dataset and cache here (reused by later runs)"
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON to this file")
-    ap.add_argument("--torch-threads", type=int, default=1,
-                    help="torch intra-op threads in this process (default 1: on a busy 2-core machine "
-                         "OpenMP's spinning threads made torch.stack in default_collate ~30x slower, "
-                         "penalising the num_workers=0 baseline)")
+    ap.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads in this process (default 1: on a busy 2-core machine "
+        "OpenMP's spinning threads made torch.stack in default_collate ~30x slower, "
+        "penalising the num_workers=0 baseline)",
+    )
     ap.add_argument("--rss-child", nargs=2, metavar=("CONFIG", "DATA_DIR"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     seconds = 1.0 if args.quick else args.time
@@ -347,8 +382,13 @@ def main() -> int:
     for wav in sorted(data.glob("*.wav")):
         cache_handle.fill(wav, wav.with_suffix(".jsonl"))
 
-    r: dict = {"machine": machine(), "takes": args.takes, "take_seconds": args.seconds,
-               "measure_seconds": seconds, "koemorph_data": koemorph_data.__version__}
+    r: dict = {
+        "machine": machine(),
+        "takes": args.takes,
+        "take_seconds": args.seconds,
+        "measure_seconds": seconds,
+        "koemorph_data": koemorph_data.__version__,
+    }
     print("JSONL parse ...", file=sys.stderr)
     r["parse_mb_per_s"] = parse_rates(sorted(data.glob("*.jsonl"))[0], seconds)
 
@@ -359,19 +399,20 @@ def main() -> int:
     del loader
     gc.collect()
     print("windows/s: (b) document code, num_workers=0 ...", file=sys.stderr)
-    w["seed_inprocess"] = timed_windows(seed_dataloader(SeedSequentialKoeMorphDataset(data), num_workers=0),
-                                        seconds)["windows_per_s"]
+    w["seed_inprocess"] = timed_windows(seed_dataloader(SeedSequentialKoeMorphDataset(data), num_workers=0), seconds)[
+        "windows_per_s"
+    ]
     print("windows/s: (c) ours, DataLoader ...", file=sys.stderr)
     ours = SequentialKoeMorphDataset(data, cache_dir=cache)
     r["windows_per_epoch"] = ours.num_windows()
-    loader = DataLoader(ours, batch_size=BATCH, num_workers=2, pin_memory=True, persistent_workers=True,
-                        drop_last=True)
+    loader = DataLoader(ours, batch_size=BATCH, num_workers=2, pin_memory=True, persistent_workers=True, drop_last=True)
     w["ours_dataloader"] = timed_windows(loader, seconds)["windows_per_s"]
     del loader
     gc.collect()
     print("windows/s: (d) ours, loader() ...", file=sys.stderr)
-    w["loader"] = timed_windows(SequentialKoeMorphDataset(data, cache_dir=cache).loader(batch_size=BATCH),
-                                seconds)["windows_per_s"]
+    w["loader"] = timed_windows(SequentialKoeMorphDataset(data, cache_dir=cache).loader(batch_size=BATCH), seconds)[
+        "windows_per_s"
+    ]
     print("windows/s: (e) numpy gather ...", file=sys.stderr)
     w["numpy_gather"] = numpy_gather(SequentialKoeMorphDataset(data), seconds)["windows_per_s"]
     w["numpy_gather_fresh"] = numpy_gather(SequentialKoeMorphDataset(data), seconds, fresh=True)["windows_per_s"]
@@ -404,19 +445,34 @@ def main() -> int:
         ("ours DataLoader / document code, same config", w["ours_dataloader"] / w["seed_dataloader"], 1.5, True),
         # The document's code delivers every window once per worker (2 here): half of what it
         # delivers is repeats, so an epoch's distinct windows arrive at half its rate.
-        ("  the same, distinct windows (document code / 2 workers)",
-         w["ours_dataloader"] / (w["seed_dataloader"] / 2), 1.5, True),
+        (
+            "  the same, distinct windows (document code / 2 workers)",
+            w["ours_dataloader"] / (w["seed_dataloader"] / 2),
+            1.5,
+            True,
+        ),
         # No dataset can beat the transfer limit (f2) in this configuration: this is the largest
         # ratio any dataset could reach against the document's code in this run.
-        ("  bound: no-work dataset (f2) / document code",
-         w["ceiling_file_system"] / w["seed_dataloader"], None, True),
+        ("  bound: no-work dataset (f2) / document code", w["ceiling_file_system"] / w["seed_dataloader"], None, True),
         ("  ours DataLoader / no-work dataset (f2)", w["ours_dataloader"] / w["ceiling_file_system"], None, True),
-        ("first batch: ours loader() with cache / document code", t["ours_loader_cache"] / t["seed_dataloader"],
-         0.05, False),
-        ("peak RSS 10N / N, ours loader()", m["ours_loader"]["10N"]["total_mb"] / m["ours_loader"]["N"]["total_mb"],
-         1.2, False),
-        ("peak RSS 10N / N, ours DataLoader",
-         m["ours_dataloader"]["10N"]["total_mb"] / m["ours_dataloader"]["N"]["total_mb"], 1.2, False),
+        (
+            "first batch: ours loader() with cache / document code",
+            t["ours_loader_cache"] / t["seed_dataloader"],
+            0.05,
+            False,
+        ),
+        (
+            "peak RSS 10N / N, ours loader()",
+            m["ours_loader"]["10N"]["total_mb"] / m["ours_loader"]["N"]["total_mb"],
+            1.2,
+            False,
+        ),
+        (
+            "peak RSS 10N / N, ours DataLoader",
+            m["ours_dataloader"]["10N"]["total_mb"] / m["ours_dataloader"]["N"]["total_mb"],
+            1.2,
+            False,
+        ),
     ]
     print(report(r))
     if args.json:

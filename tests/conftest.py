@@ -1,4 +1,5 @@
 """Shared fixtures: datasets are generated per test session (no network, no bundled fixtures)."""
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,7 @@ def small_dataset(tmp_path_factory) -> Path:
 def many_dataset(tmp_path_factory) -> Path:
     """Seven short takes in subdirectories, for sharding tests."""
     root = tmp_path_factory.mktemp("many")
-    make_dataset(root, takes=7, seconds=[9.0, 9.3, 8.9, 10.0, 9.6, 9.1, 12.0], subtype="PCM_16",
-                 subdirs=True, seed=11)
+    make_dataset(root, takes=7, seconds=[9.0, 9.3, 8.9, 10.0, 9.6, 9.1, 12.0], subtype="PCM_16", subdirs=True, seed=11)
     return root
 
 
@@ -60,5 +60,15 @@ def usable_frames(wav: Path, jsonl: Path) -> int:
     return min(len(read_jsonl_by_hand(jsonl)[1]), math.floor(n_audio * FPS / SR))
 
 
-__all__ = ["SR", "FPS", "WINDOW", "WINDOW_SAMPLES", "read_jsonl_by_hand", "read_wav_by_hand",
-           "expected_windows", "usable_frames", "make_take", "make_dataset"]
+__all__ = [
+    "SR",
+    "FPS",
+    "WINDOW",
+    "WINDOW_SAMPLES",
+    "read_jsonl_by_hand",
+    "read_wav_by_hand",
+    "expected_windows",
+    "usable_frames",
+    "make_take",
+    "make_dataset",
+]

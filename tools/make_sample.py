@@ -32,21 +32,37 @@ FPS = 30.0
 
 # (relative name, espeak-ng voice, target seconds, text)
 TAKES = [
-    ("take_01", "en-us", 10.0,
-     "The quick brown fox jumps over the lazy dog. Every morning I walk to the station, "
-     "buy a cup of coffee, and read the news while the train rolls through the valley."),
-    ("take_02", "en-gb", 11.0,
-     "Please remember to water the plants on Thursday. The tomatoes in the greenhouse need "
-     "plenty of light, and the roses by the gate should be pruned before the first frost arrives."),
-    ("take_03", "en-us+f3", 12.0,
-     "She opened the old wooden box and found a bundle of letters tied with a blue ribbon. "
-     "Each one was written in careful handwriting, describing a long journey across the ocean "
-     "and the people she met along the way."),
-    ("session2/take_04", "en-gb-scotland+m3", 18.0,
-     "Good evening, and welcome to the weekly science programme. Tonight we look at how birds "
-     "find their way home over thousands of miles, why the sky turns red at sunset, and what "
-     "happens inside a volcano before it erupts. Our first guest has spent twenty years "
-     "studying migrating geese, and she joins us now from a research station in the far north."),
+    (
+        "take_01",
+        "en-us",
+        10.0,
+        "The quick brown fox jumps over the lazy dog. Every morning I walk to the station, "
+        "buy a cup of coffee, and read the news while the train rolls through the valley.",
+    ),
+    (
+        "take_02",
+        "en-gb",
+        11.0,
+        "Please remember to water the plants on Thursday. The tomatoes in the greenhouse need "
+        "plenty of light, and the roses by the gate should be pruned before the first frost arrives.",
+    ),
+    (
+        "take_03",
+        "en-us+f3",
+        12.0,
+        "She opened the old wooden box and found a bundle of letters tied with a blue ribbon. "
+        "Each one was written in careful handwriting, describing a long journey across the ocean "
+        "and the people she met along the way.",
+    ),
+    (
+        "session2/take_04",
+        "en-gb-scotland+m3",
+        18.0,
+        "Good evening, and welcome to the weekly science programme. Tonight we look at how birds "
+        "find their way home over thousands of miles, why the sky turns red at sunset, and what "
+        "happens inside a volcano before it erupts. Our first guest has spent twenty years "
+        "studying migrating geese, and she joins us now from a research station in the far north.",
+    ),
 ]
 
 
@@ -61,8 +77,27 @@ def _speak(voice: str, speed: int, text: str, out_wav: pathlib.Path, tmp: pathli
     """espeak-ng -> sox (16 kHz mono 16-bit, normalised to -1 dBFS); return seconds."""
     raw = tmp / "raw.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed-integer",
-                    str(out_wav), "pad", "0.25", "0.25", "norm", "-1"], check=True)
+    subprocess.run(
+        [
+            "sox",
+            str(raw),
+            "-r",
+            str(SAMPLE_RATE),
+            "-c",
+            "1",
+            "-b",
+            "16",
+            "-e",
+            "signed-integer",
+            str(out_wav),
+            "pad",
+            "0.25",
+            "0.25",
+            "norm",
+            "-1",
+        ],
+        check=True,
+    )
     return sf.info(str(out_wav)).duration
 
 
@@ -89,12 +124,13 @@ def main(argv: list[str]) -> int:
             audio, sr = sf.read(str(wav), dtype="float32")
             assert sr == SAMPLE_RATE and audio.ndim == 1
             n_frames = int(math.floor(len(audio) * FPS / SAMPLE_RATE))
-            values = synthetic.blendshapes_from_audio(audio, SAMPLE_RATE, fps=FPS, n_frames=n_frames,
-                                                      seed=100 + i)
+            values = synthetic.blendshapes_from_audio(audio, SAMPLE_RATE, fps=FPS, n_frames=n_frames, seed=100 + i)
             synthetic.write_blendshapes_jsonl(wav.with_suffix(".jsonl"), values, fps=FPS)
-            print(f"{wav.relative_to(out)}: voice {voice}, speed {speed} wpm, "
-                  f"{len(audio) / SAMPLE_RATE:.2f} s, {n_frames} frames, "
-                  f"jawOpen mean {np.mean(values[:, 17]):.3f}")
+            print(
+                f"{wav.relative_to(out)}: voice {voice}, speed {speed} wpm, "
+                f"{len(audio) / SAMPLE_RATE:.2f} s, {n_frames} frames, "
+                f"jawOpen mean {np.mean(values[:, 17]):.3f}"
+            )
     return 0
 
 

@@ -1,4 +1,5 @@
 """Type stubs for the Rust extension ``koemorph_data._core``."""
+
 from collections.abc import Sequence
 from typing import final
 
@@ -56,9 +57,7 @@ def read_blendshapes(
 
 def load_blendshapes(
     path: str, target_fps: float, order: str | Sequence[str] | None = None, timestamp_unit: str = "s"
-) -> tuple[
-    npt.NDArray[np.float32], npt.NDArray[np.float64], float | None, int, npt.NDArray[np.float32] | None
-]:
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], float | None, int, npt.NDArray[np.float32] | None]:
     """(values [F, 52], timestamps [F], detected source fps or None, source rows, pose [F, 9] or
     None), converted to target_fps. A detected rate outside 10-240 fps or a timestamp gap over
     60 s raises DataFormatError."""
@@ -73,14 +72,8 @@ def parse_blendshapes_bytes(
     """read_blendshapes of an in-memory document; errors name ``name`` as the path."""
 
 def load_blendshapes_bytes(
-    data: bytes,
-    name: str,
-    target_fps: float,
-    order: str | Sequence[str] | None = None,
-    timestamp_unit: str = "s",
-) -> tuple[
-    npt.NDArray[np.float32], npt.NDArray[np.float64], float | None, int, npt.NDArray[np.float32] | None
-]:
+    data: bytes, name: str, target_fps: float, order: str | Sequence[str] | None = None, timestamp_unit: str = "s"
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], float | None, int, npt.NDArray[np.float32] | None]:
     """load_blendshapes of an in-memory document; errors name ``name`` as the path."""
 
 def frames_to_samples(
@@ -102,9 +95,7 @@ def plan_epoch(
 def rank_share(total: int, rank: int, world_size: int, drop_uneven: bool) -> tuple[int, int]: ...
 def worker_block(len: int, worker: int, num_workers: int) -> tuple[int, int]: ...
 def assign_files_to_ranks(window_counts: list[int], world_size: int) -> list[list[int]]: ...
-def lane_plan(
-    segments: list[tuple[int, int]], lanes: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]: ...
+def lane_plan(segments: list[tuple[int, int]], lanes: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]: ...
 def gather_windows(
     sources: list[npt.NDArray[np.float32]],
     ids: npt.NDArray[np.int64],

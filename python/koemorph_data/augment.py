@@ -53,8 +53,9 @@ Rules:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import soxr
@@ -246,7 +247,7 @@ class Augment:
         self.seed = None if seed is None else int(seed)
 
     @classmethod
-    def from_config(cls, config: Any, seed: int | None = None) -> "Augment":
+    def from_config(cls, config: Any, seed: int | None = None) -> Augment:
         """From ``{"seed": ..., "transforms": [...]}`` or a list of transforms / dicts."""
         if isinstance(config, Mapping):
             unknown = set(config) - {"seed", "transforms"}

@@ -3,6 +3,7 @@
 Each subcommand lives in ``koemorph_data.commands.<module>`` with ``configure(parser)`` and
 ``run(args) -> int``. Errors a user can fix are printed as one line, not a traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="koemorph-data: %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="koemorph-data: %(levelname)s: %(message)s"
+    )
     try:
         return int(args._run(args) or 0)
     except UserError as exc:

@@ -1,5 +1,6 @@
 """Exceptions raised for bad input: the library's ``DataFormatError`` and the command line's
 ``UserError``."""
+
 from __future__ import annotations
 
 
@@ -10,8 +11,9 @@ class DataFormatError(ValueError):
     tied to a line) and ``reason`` the bare description without the location.
     """
 
-    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
-                 reason: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, path: str | None = None, line: int | None = None, reason: str | None = None
+    ) -> None:
         super().__init__(message)
         self.path = path
         self.line = line

@@ -10,6 +10,7 @@ span. Errors are library errors: ``DataFormatError`` naming the CSV and its line
 subclass ``TimecodeRateError`` when the timecode rate is not the one given), ``ValueError``,
 ``FileExistsError``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -44,20 +45,24 @@ class TimecodeRateError(DataFormatError):
     """The CSV's timecode frame numbers do not count at the given rate; ``looks_like_fps`` is
     the rate they look like and ``timecode_fps`` the one given."""
 
-    def __init__(self, message: str, *, path: str, line: int, reason: str, looks_like_fps: float,
-                 timecode_fps: float) -> None:
+    def __init__(
+        self, message: str, *, path: str, line: int, reason: str, looks_like_fps: float, timecode_fps: float
+    ) -> None:
         super().__init__(message, path=path, line=line, reason=reason)
         self.looks_like_fps = looks_like_fps
         self.timecode_fps = timecode_fps
 
     def __reduce__(self):
-        return (_rebuild_rate_error, (self.args[0], self.path, self.line, self.reason, self.looks_like_fps,
-                                      self.timecode_fps))
+        return (
+            _rebuild_rate_error,
+            (self.args[0], self.path, self.line, self.reason, self.looks_like_fps, self.timecode_fps),
+        )
 
 
 def _rebuild_rate_error(message, path, line, reason, looks_like_fps, timecode_fps):
-    return TimecodeRateError(message, path=path, line=line, reason=reason, looks_like_fps=looks_like_fps,
-                             timecode_fps=timecode_fps)
+    return TimecodeRateError(
+        message, path=path, line=line, reason=reason, looks_like_fps=looks_like_fps, timecode_fps=timecode_fps
+    )
 
 
 def _fail(path: Path, line: int | None, reason: str) -> DataFormatError:
@@ -107,8 +112,9 @@ def _nearest_rate(estimate: float) -> float:
     return float(nearest) if abs(nearest - estimate) <= 1 else float(round(estimate, 2))
 
 
-def check_timecode_rate(path: Path, seconds: np.ndarray, frame_numbers: np.ndarray, texts: list[str],
-                        lines: list[int], timecode_fps: float) -> None:
+def check_timecode_rate(
+    path: Path, seconds: np.ndarray, frame_numbers: np.ndarray, texts: list[str], lines: list[int], timecode_fps: float
+) -> None:
     """Raises TimecodeRateError when the rows' frame numbers (FF.fff, with their whole
     ``seconds`` HH:MM:SS) are not counted at ``timecode_fps``.
 
@@ -129,24 +135,34 @@ def check_timecode_rate(path: Path, seconds: np.ndarray, frame_numbers: np.ndarr
         if looks_like is None or looks_like <= highest:  # too few seconds to see a wrap
             looks_like = float(next((r for r in TIMECODE_RATES if r > highest), math.floor(highest) + 1))
         i = int(over[0])
-        reason = (f"timecode {texts[i]} has frame {frame_numbers[i]:g}, not below the timecode rate "
-                  f"{timecode_fps:g}: frame numbers run up to {highest:g}, so the timecode looks like "
-                  f"{looks_like:g} fps")
+        reason = (
+            f"timecode {texts[i]} has frame {frame_numbers[i]:g}, not below the timecode rate "
+            f"{timecode_fps:g}: frame numbers run up to {highest:g}, so the timecode looks like "
+            f"{looks_like:g} fps"
+        )
         raise _rate_error(path, lines[i], reason, looks_like, timecode_fps)
     if estimate is None or abs(estimate - timecode_fps) <= step / 2:
         return
     looks_like = _nearest_rate(estimate)
     i = first_wrap
     last, first = frame_numbers[i - 1], frame_numbers[i]
-    reason = (f"timecode frame numbers wrap to 0 after {last:g} ({texts[i - 1]} -> {texts[i]}): "
-              f"the timecode looks like {looks_like:g} fps, not {timecode_fps:g} (read at "
-              f"{timecode_fps:g} fps the clock would jump {timecode_fps - last + first:g} frames at every second)")
+    reason = (
+        f"timecode frame numbers wrap to 0 after {last:g} ({texts[i - 1]} -> {texts[i]}): "
+        f"the timecode looks like {looks_like:g} fps, not {timecode_fps:g} (read at "
+        f"{timecode_fps:g} fps the clock would jump {timecode_fps - last + first:g} frames at every second)"
+    )
     raise _rate_error(path, lines[i], reason, looks_like, timecode_fps)
 
 
 def _rate_error(path: Path, line: int, reason: str, looks_like: float, timecode_fps: float) -> TimecodeRateError:
-    return TimecodeRateError(f"{path}:{line}: {reason}", path=str(path), line=line, reason=reason,
-                             looks_like_fps=looks_like, timecode_fps=timecode_fps)
+    return TimecodeRateError(
+        f"{path}:{line}: {reason}",
+        path=str(path),
+        line=line,
+        reason=reason,
+        looks_like_fps=looks_like,
+        timecode_fps=timecode_fps,
+    )
 
 
 def _step_within_seconds(seconds: np.ndarray, frame_numbers: np.ndarray) -> float | None:
@@ -171,8 +187,9 @@ def _wrap_rate(seconds: np.ndarray, frame_numbers: np.ndarray, step: float | Non
     return rate, int(typical[0] if len(typical) else after[0])
 
 
-def continuous_frames(path: Path, seconds: np.ndarray, frames: np.ndarray, texts: list[str],
-                      lines: list[int], timecode_fps: float) -> np.ndarray:
+def continuous_frames(
+    path: Path, seconds: np.ndarray, frames: np.ndarray, texts: list[str], lines: list[int], timecode_fps: float
+) -> np.ndarray:
     """Each row's timecode in frames at ``timecode_fps``, continued past midnight; a row earlier
     than the one before it is an error naming its line."""
     absolute = seconds.astype(np.float64) * timecode_fps + frames
@@ -191,11 +208,11 @@ def continuous_frames(path: Path, seconds: np.ndarray, frames: np.ndarray, texts
 class LiveLinkCapture:
     """A Live Link Face CSV's rows."""
 
-    times: np.ndarray          # float64 [R]: seconds from the first row
-    values: np.ndarray         # float64 [R, 52]: blendshapes in ARKit order
-    pose: np.ndarray | None    # float64 [R, 9] in POSE_COLUMNS order; None when the CSV lacks them
-    lines: list[int]           # the CSV line of each row
-    first_row_frames: float    # the first row's timecode in frames at the timecode rate
+    times: np.ndarray  # float64 [R]: seconds from the first row
+    values: np.ndarray  # float64 [R, 52]: blendshapes in ARKit order
+    pose: np.ndarray | None  # float64 [R, 9] in POSE_COLUMNS order; None when the CSV lacks them
+    lines: list[int]  # the CSV line of each row
+    first_row_frames: float  # the first row's timecode in frames at the timecode rate
 
 
 @dataclass
@@ -215,8 +232,12 @@ def _columns(path: Path, header: list[str]) -> tuple[int, list[int], list[int] |
         raise _fail(path, 1, "no Timecode column: not a Live Link Face CSV")
     missing = [n for n in _core.ARKIT_BLENDSHAPES if n.lower() not in columns]
     if missing:
-        raise _fail(path, 1, f"missing blendshape columns: {', '.join(missing[:6])}"
-                    + (f" and {len(missing) - 6} more" if len(missing) > 6 else ""))
+        raise _fail(
+            path,
+            1,
+            f"missing blendshape columns: {', '.join(missing[:6])}"
+            + (f" and {len(missing) - 6} more" if len(missing) > 6 else ""),
+        )
     blendshapes = [columns[n.lower()] for n in _core.ARKIT_BLENDSHAPES]
     has_pose = all(n.lower() in columns for n in POSE_COLUMNS)
     return columns["timecode"], blendshapes, [columns[n.lower()] for n in POSE_COLUMNS] if has_pose else None
@@ -293,8 +314,13 @@ def read_livelink_csv(path: str | Path, timecode_fps: float) -> LiveLinkCapture:
     check_timecode_rate(path, seconds, frame_numbers, rows.texts, rows.lines, timecode_fps)
     frames = continuous_frames(path, seconds, frame_numbers, rows.texts, rows.lines, timecode_fps)
     pose = np.asarray(rows.pose, dtype=np.float64) if has_pose else None
-    return LiveLinkCapture((frames - frames[0]) / timecode_fps, np.asarray(rows.values, dtype=np.float64),
-                           pose, rows.lines, float(frames[0]))
+    return LiveLinkCapture(
+        (frames - frames[0]) / timecode_fps,
+        np.asarray(rows.values, dtype=np.float64),
+        pose,
+        rows.lines,
+        float(frames[0]),
+    )
 
 
 # ---------------------------------------------------------------------------- JSONL output
@@ -308,8 +334,9 @@ def _formatter(values: np.ndarray) -> Callable[[float], str]:
     return format_float32 if values.dtype == np.float32 else (lambda v: repr(float(v)))
 
 
-def write_take_jsonl(path: str | Path, timestamps: np.ndarray, values: np.ndarray,
-                     pose: np.ndarray | None = None) -> None:
+def write_take_jsonl(
+    path: str | Path, timestamps: np.ndarray, values: np.ndarray, pose: np.ndarray | None = None
+) -> None:
     """Writes one ``{"timestamp": s, "blendshapes": [52 numbers]}`` line per row (with
     ``"pose": [9 numbers]`` when ``pose`` is given); each number as the shortest decimal of
     its array's precision, so float32 values are not written as 0.00205400004."""
@@ -339,9 +366,9 @@ def start_alignment(audio_offset_s: float) -> tuple[int, int]:
 class FaceTrack:
     """Blendshapes (and pose) converted to TARGET_FPS."""
 
-    values: np.ndarray           # float32 [F, 52]
-    timestamps: np.ndarray       # float64 [F]
-    pose: np.ndarray | None      # [F, 9], None when the capture or the core has no pose
+    values: np.ndarray  # float32 [F, 52]
+    timestamps: np.ndarray  # float64 [F]
+    pose: np.ndarray | None  # [F, 9], None when the capture or the core has no pose
     source_fps: float | None
 
     def __getitem__(self, frames: slice) -> FaceTrack:
@@ -380,18 +407,23 @@ def _output_paths(csv_path: Path, out_dir: Path, force: bool) -> tuple[Path, Pat
     return jsonl_out, wav_out
 
 
-def _common_span(face: FaceTrack, audio: np.ndarray, csv_path: Path, audio_path: Path,
-                 say: Callable[[str], None]) -> tuple[FaceTrack, np.ndarray]:
+def _common_span(
+    face: FaceTrack, audio: np.ndarray, csv_path: Path, audio_path: Path, say: Callable[[str], None]
+) -> tuple[FaceTrack, np.ndarray]:
     """Both tracks cut to the frames they share: the audio to exactly cover them."""
     audio_frames = int(_core.frames_covered(len(audio), SAMPLE_RATE, TARGET_FPS, "exact"))
     count = min(len(face.values), audio_frames)
     if count == 0:
-        raise ValueError(f"{audio_path} and {csv_path} have no common span "
-                         f"({len(audio) / SAMPLE_RATE:.2f} s of audio, {len(face.values)} frames)")
+        raise ValueError(
+            f"{audio_path} and {csv_path} have no common span "
+            f"({len(audio) / SAMPLE_RATE:.2f} s of audio, {len(face.values)} frames)"
+        )
     samples = -(-count * SAMPLE_RATE // TARGET_FPS)  # ceil: the audio covers exactly `count` frames
-    say(f"audio: {len(audio) / SAMPLE_RATE:.2f} s mono at {SAMPLE_RATE} Hz; common span {count} frames "
+    say(
+        f"audio: {len(audio) / SAMPLE_RATE:.2f} s mono at {SAMPLE_RATE} Hz; common span {count} frames "
         f"({count / TARGET_FPS:.2f} s; dropped {len(face.values) - count} frames, "
-        f"{audio_frames - count} frames of audio)")
+        f"{audio_frames - count} frames of audio)"
+    )
     audio = audio[:samples]
     clipped = int(np.count_nonzero(np.abs(audio) > 1.0))
     if clipped:
@@ -416,9 +448,17 @@ def _write_outputs(face: FaceTrack, audio: np.ndarray, jsonl_out: Path, wav_out:
                 leftover.unlink()
 
 
-def convert_take(csv_path: str | Path, audio_path: str | Path, out_dir: str | Path, *,
-                 timecode_fps: float = 60.0, audio_offset: float | None = None, audio_start: str | None = None,
-                 force: bool = False, log: Callable[[str], None] | None = None) -> ImportedTake:
+def convert_take(
+    csv_path: str | Path,
+    audio_path: str | Path,
+    out_dir: str | Path,
+    *,
+    timecode_fps: float = 60.0,
+    audio_offset: float | None = None,
+    audio_start: str | None = None,
+    force: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> ImportedTake:
     """Writes ``out_dir/<csv stem>.jsonl`` and ``.wav`` from a Live Link Face CSV and its audio.
 
     :param timecode_fps: the rate the timecode's FF field counts at.
@@ -434,8 +474,10 @@ def convert_take(csv_path: str | Path, audio_path: str | Path, out_dir: str | Pa
         raise ValueError(f"audio_offset must be a finite number of seconds, got {audio_offset}")
     jsonl_out, wav_out = _output_paths(csv_path, out_dir, force)
     capture = read_livelink_csv(csv_path, timecode_fps)
-    say(f"read {len(capture.times)} rows spanning {capture.times[-1]:.2f} s from {csv_path}"
-        + ("" if capture.pose is not None else " (no head/eye rotation columns)"))
+    say(
+        f"read {len(capture.times)} rows spanning {capture.times[-1]:.2f} s from {csv_path}"
+        + ("" if capture.pose is not None else " (no head/eye rotation columns)")
+    )
     if audio_start is not None:
         audio_offset = audio_start_offset(audio_start, capture.first_row_frames, timecode_fps)
     face = convert_fps(capture, csv_path)
@@ -443,8 +485,10 @@ def convert_take(csv_path: str | Path, audio_path: str | Path, out_dir: str | Pa
     audio = load_audio(audio_path, SAMPLE_RATE)
     skip_frames, skip_samples = start_alignment(audio_offset or 0.0)
     if skip_frames or skip_samples:
-        say(f"audio starts {audio_offset:+.4f} s from the first row: dropped {skip_frames} frames of "
-            f"blendshapes and {skip_samples} samples of audio to start both together")
+        say(
+            f"audio starts {audio_offset:+.4f} s from the first row: dropped {skip_frames} frames of "
+            f"blendshapes and {skip_samples} samples of audio to start both together"
+        )
         face, audio = face[skip_frames:], audio[skip_samples:]
     face, audio = _common_span(face, audio, csv_path, audio_path, say)
     _write_outputs(face, audio, jsonl_out, wav_out)

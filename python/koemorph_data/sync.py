@@ -6,6 +6,7 @@ the sound. A positive lag means the face is late: the blendshapes move that many
 after the sound. ``koemorph-data plot`` draws this and ``koemorph-data inspect`` reports it
 for every take; both use :func:`audio_face_lag`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,8 +41,8 @@ def lag_correlation(envelope: np.ndarray, track: np.ndarray, max_lag: int) -> tu
     lags = np.arange(-max_lag, max_lag + 1)
     corr = np.full(len(lags), np.nan)
     for j, lag in enumerate(lags):
-        a = envelope[max(0, -lag): n - max(0, lag)]
-        b = track[max(0, lag): n + min(0, lag)]
+        a = envelope[max(0, -lag) : n - max(0, lag)]
+        b = track[max(0, lag) : n + min(0, lag)]
         if len(a) >= 2 and a.std() > 0 and b.std() > 0:
             corr[j] = float(np.corrcoef(a, b)[0, 1])
     return lags, corr
@@ -65,20 +66,21 @@ def best_lag(envelope: np.ndarray, track: np.ndarray, max_lag: int) -> tuple[int
 class SyncEstimate:
     """How a take's face lines up with its sound (see the module docstring)."""
 
-    lag_frames: int          # positive: the face is late
-    r: float                 # correlation at that lag; NaN when audio or jawOpen is constant
-    frames: int              # frames compared (audio and blendshapes both present)
-    lags: np.ndarray         # every lag tried, -max_lag..max_lag
+    lag_frames: int  # positive: the face is late
+    r: float  # correlation at that lag; NaN when audio or jawOpen is constant
+    frames: int  # frames compared (audio and blendshapes both present)
+    lags: np.ndarray  # every lag tried, -max_lag..max_lag
     correlation: np.ndarray  # r at each of them
-    envelope: np.ndarray     # loudness of each of the ``frames`` frames
+    envelope: np.ndarray  # loudness of each of the ``frames`` frames
 
     def is_suspicious(self, min_lag: int = 2, min_r: float = 0.5) -> bool:
         """A clear correlation peak (r >= min_r) at least ``min_lag`` frames away from 0."""
         return abs(self.lag_frames) >= min_lag and bool(self.r >= min_r)
 
 
-def audio_face_lag(audio: np.ndarray, sample_rate: int, blendshapes: np.ndarray, fps: int,
-                   max_lag_frames: int) -> SyncEstimate:
+def audio_face_lag(
+    audio: np.ndarray, sample_rate: int, blendshapes: np.ndarray, fps: int, max_lag_frames: int
+) -> SyncEstimate:
     """Correlates the loudness of ``audio`` (mono at ``sample_rate``) with the jawOpen column of
     ``blendshapes`` ([F, 52] at ``fps``, frame k starting at sample floor(k * sr / fps)) for lags
     within ``max_lag_frames``, over the frames both cover."""

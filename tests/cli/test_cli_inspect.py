@@ -1,4 +1,5 @@
 """``koemorph-data inspect``: the audio-to-face lag of every take (the computation ``plot`` uses)."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,9 @@ JAW = ARKIT_BLENDSHAPES.index("jawOpen")
 
 
 def inspect(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "koemorph_data", "inspect", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "koemorph_data", "inspect", *map(str, args)], capture_output=True, text=True, timeout=120
+    )
 
 
 def shifted_take(root: Path, name: str, face_late_by: int, seed: int) -> None:
@@ -65,9 +67,11 @@ def test_json_reports_each_takes_lag(lagged):
     # A warning from 2 frames on, at r >= 0.5, and only then.
     lag_warnings = {name: [w for w in p["warnings"] if "against the audio" in w] for name, p in pairs.items()}
     assert lag_warnings["late3"] == [
-        f"the face is 3 frames late against the audio (+100 ms, r = {pairs['late3']['lag_r']:.2f})"]
+        f"the face is 3 frames late against the audio (+100 ms, r = {pairs['late3']['lag_r']:.2f})"
+    ]
     assert lag_warnings["early2"] == [
-        f"the face is 2 frames early against the audio (-67 ms, r = {pairs['early2']['lag_r']:.2f})"]
+        f"the face is 2 frames early against the audio (-67 ms, r = {pairs['early2']['lag_r']:.2f})"
+    ]
     for name in ("in_sync", "late1", "unrelated", "silent"):
         assert lag_warnings[name] == [], name
 
@@ -80,8 +84,9 @@ def test_table_shows_lag_and_warns(lagged):
     rows = {line.split()[0]: dict(zip(header[-3:], line.split()[-3:])) for line in lines[2:8]}
     assert rows["late3"]["lag"] == "+3" and rows["early2"]["lag"] == "-2" and rows["in_sync"]["lag"] == "+0"
     assert rows["silent"]["lag"] == "-" and rows["silent"]["r"] == "-"
-    assert any(line.startswith("  late3.wav: the face is 3 frames late against the audio (+100 ms, r = ")
-               for line in lines)
+    assert any(
+        line.startswith("  late3.wav: the face is 3 frames late against the audio (+100 ms, r = ") for line in lines
+    )
     assert not any(line.startswith("  late1.wav: the face is") for line in lines)
 
 
@@ -95,4 +100,6 @@ def test_max_lag_bounds_the_search(lagged):
 def test_bad_numbers_are_usage_errors(lagged):
     proc = inspect(lagged, "--max-lag", "-1")
     assert proc.returncode == 2
-    assert proc.stderr.splitlines()[-1] == "koemorph-data inspect: error: argument --max-lag: must not be negative, got -1"
+    assert (
+        proc.stderr.splitlines()[-1] == "koemorph-data inspect: error: argument --max-lag: must not be negative, got -1"
+    )

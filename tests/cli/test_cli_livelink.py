@@ -1,5 +1,6 @@
 """``koemorph-data import-livelink`` and ``koemorph_data.livelink``: the timecode rate check,
 the float32 text of the output and the head / eye rotation (pose) columns."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +19,17 @@ from koemorph_data.cli import main
 from koemorph_data.livelink import format_float32, read_livelink_csv, write_take_jsonl
 
 JAW = ARKIT_BLENDSHAPES.index("jawOpen")
-POSE = ["HeadYaw", "HeadPitch", "HeadRoll", "LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll", "RightEyeYaw",
-        "RightEyePitch", "RightEyeRoll"]
+POSE = [
+    "HeadYaw",
+    "HeadPitch",
+    "HeadRoll",
+    "LeftEyeYaw",
+    "LeftEyePitch",
+    "LeftEyeRoll",
+    "RightEyeYaw",
+    "RightEyePitch",
+    "RightEyeRoll",
+]
 
 
 def run(*args) -> subprocess.CompletedProcess:
@@ -38,8 +48,9 @@ def timecode(frame_count: float, rate: int, start_s: int = 36000) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}:{int(ff):02d}.{round((ff - int(ff)) * 1000):03d}"
 
 
-def write_capture(path: Path, rows: int, *, rate: int, step: float = 1.0, pose: bool = True,
-                  value_text=repr) -> tuple[np.ndarray, np.ndarray]:
+def write_capture(
+    path: Path, rows: int, *, rate: int, step: float = 1.0, pose: bool = True, value_text=repr
+) -> tuple[np.ndarray, np.ndarray]:
     """A Live Link Face CSV: row r at timecode frame r * step of a ``rate`` fps clock.
     Returns (blendshapes [rows, 52], pose [rows, 9]) as written."""
     rng = np.random.default_rng(rows)
@@ -78,7 +89,8 @@ def test_30fps_timecode_read_as_60_names_30(tmp_path, audio):
     assert proc.stderr.splitlines()[-1] == (
         f"koemorph-data import-livelink: error: {csv}:32: timecode frame numbers wrap to 0 after 29 "
         "(10:00:00:29.000 -> 10:00:01:00.000): the timecode looks like 30 fps, not 60 (read at 60 fps the clock "
-        "would jump 31 frames at every second); pass --timecode-fps 30")
+        "would jump 31 frames at every second); pass --timecode-fps 30"
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -89,19 +101,23 @@ def test_60fps_timecode_read_as_30_names_60(tmp_path, audio):
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[-1] == (
         f"koemorph-data import-livelink: error: {csv}:32: timecode 10:00:00:30.000 has frame 30, not below the "
-        "timecode rate 30: frame numbers run up to 59, so the timecode looks like 60 fps; pass --timecode-fps 60")
+        "timecode rate 30: frame numbers run up to 59, so the timecode looks like 60 fps; pass --timecode-fps 60"
+    )
 
 
-@pytest.mark.parametrize("rate, step, given, ending", [
-    # wraps after 23: read at 25 fps the clock jumps 25 - 23 = 2 frames every second
-    (24, 1.0, 25, "looks like 24 fps, not 25 (read at 25 fps the clock would jump 2 frames at every second)"),
-    # a 60 fps capture on a 30 fps timecode (FF 0.0, 0.5, ..., 29.5): 60 - 29.5 = 30.5
-    (30, 0.5, 60, "looks like 30 fps, not 60 (read at 60 fps the clock would jump 30.5 frames at every second)"),
-    (25, 1.0, 30, "looks like 25 fps, not 30 (read at 30 fps the clock would jump 6 frames at every second)"),
-    (50, 1.0, 60, "looks like 50 fps, not 60 (read at 60 fps the clock would jump 11 frames at every second)"),
-    # a 30 fps capture on a 60 fps timecode (FF 0, 2, ..., 58) read as 30
-    (60, 2.0, 30, "frame numbers run up to 58, so the timecode looks like 60 fps"),
-])
+@pytest.mark.parametrize(
+    "rate, step, given, ending",
+    [
+        # wraps after 23: read at 25 fps the clock jumps 25 - 23 = 2 frames every second
+        (24, 1.0, 25, "looks like 24 fps, not 25 (read at 25 fps the clock would jump 2 frames at every second)"),
+        # a 60 fps capture on a 30 fps timecode (FF 0.0, 0.5, ..., 29.5): 60 - 29.5 = 30.5
+        (30, 0.5, 60, "looks like 30 fps, not 60 (read at 60 fps the clock would jump 30.5 frames at every second)"),
+        (25, 1.0, 30, "looks like 25 fps, not 30 (read at 30 fps the clock would jump 6 frames at every second)"),
+        (50, 1.0, 60, "looks like 50 fps, not 60 (read at 60 fps the clock would jump 11 frames at every second)"),
+        # a 30 fps capture on a 60 fps timecode (FF 0, 2, ..., 58) read as 30
+        (60, 2.0, 30, "frame numbers run up to 58, so the timecode looks like 60 fps"),
+    ],
+)
 def test_other_wrong_rates_name_the_rate(tmp_path, audio, rate, step, given, ending):
     csv = tmp_path / "take.csv"
     write_capture(csv, int(3 * rate / step), rate=rate, step=step)
@@ -111,12 +127,15 @@ def test_other_wrong_rates_name_the_rate(tmp_path, audio, rate, step, given, end
     assert proc.stderr.splitlines()[-1].endswith(f"{ending}; pass --timecode-fps {looks_like}")
 
 
-@pytest.mark.parametrize("rate, step", [
-    (60, 1.0),   # 60 fps capture, 60 fps timecode
-    (30, 1.0),   # 30 fps capture, 30 fps timecode
-    (60, 2.0),   # 30 fps capture on a 60 fps timecode: FF 0, 2, ..., 58 is a lower capture rate
-    (30, 0.5),   # 60 fps capture on a 30 fps timecode
-])
+@pytest.mark.parametrize(
+    "rate, step",
+    [
+        (60, 1.0),  # 60 fps capture, 60 fps timecode
+        (30, 1.0),  # 30 fps capture, 30 fps timecode
+        (60, 2.0),  # 30 fps capture on a 60 fps timecode: FF 0, 2, ..., 58 is a lower capture rate
+        (30, 0.5),  # 60 fps capture on a 30 fps timecode
+    ],
+)
 def test_the_right_rate_passes(tmp_path, audio, rate, step):
     csv = tmp_path / "take.csv"
     rows = int(3 * rate / step) + 1  # 3 s
@@ -141,10 +160,10 @@ def test_rate_check_sees_through_a_dropped_row_at_a_second_boundary(tmp_path):
 # ---------------------------------------------------------------------------- float32 text
 def test_float32_text_reads_back_to_the_same_bits(tmp_path):
     rng = np.random.default_rng(11)
-    bits = rng.integers(0, 2 ** 32, size=40000, dtype=np.uint64).astype(np.uint32)
+    bits = rng.integers(0, 2**32, size=40000, dtype=np.uint64).astype(np.uint32)
     wide = bits.view(np.float32)
-    wide = wide[np.isfinite(wide)]                                  # every exponent, subnormals too
-    unit = rng.random(20000, dtype=np.float32)                        # typical blendshape values
+    wide = wide[np.isfinite(wide)]  # every exponent, subnormals too
+    unit = rng.random(20000, dtype=np.float32)  # typical blendshape values
     edges = np.array([0.0, -0.0, 1.0, 0.1, 1e-45, 1.1754944e-38, 3.4028235e38, 0.002054], dtype=np.float32)
     numbers = np.concatenate([wide, unit, edges])
     numbers = numbers[: len(numbers) // 52 * 52].reshape(-1, 52)
@@ -157,8 +176,10 @@ def test_float32_text_reads_back_to_the_same_bits(tmp_path):
     np.testing.assert_array_equal(read_blendshapes(path)[0].view(np.uint32), numbers.view(np.uint32))
 
 
-@pytest.mark.parametrize("value, text", [(0.002054, "0.002054"), (0.1, "0.1"), (1.0, "1"), (0.0, "0"),
-                                         (0.33333334, "0.33333334"), (0.5, "0.5")])
+@pytest.mark.parametrize(
+    "value, text",
+    [(0.002054, "0.002054"), (0.1, "0.1"), (1.0, "1"), (0.0, "0"), (0.33333334, "0.33333334"), (0.5, "0.5")],
+)
 def test_float32_text_is_the_shortest(value, text):
     assert format_float32(value) == text
 
@@ -212,7 +233,8 @@ def test_a_bad_pose_value_names_the_line(tmp_path, audio):
     proc = run("import-livelink", csv, "--audio", audio, "--out", tmp_path / "out")
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[-1] == (
-        f"koemorph-data import-livelink: error: {csv}:6: RightEyeRoll is 'x', not a number")
+        f"koemorph-data import-livelink: error: {csv}:6: RightEyeRoll is 'x', not a number"
+    )
 
 
 @pytest.mark.skipif(not hasattr(_core, "POSE_NAMES"), reason="needs the pose-aware core")

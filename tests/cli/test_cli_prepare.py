@@ -3,6 +3,7 @@
 The interrupt tests run the real command in a subprocess and send it SIGINT, as a terminal's
 Ctrl-C does, then look at what is left in the cache directory.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,10 +47,19 @@ def slow_dataset(tmp_path_factory) -> Path:
 def start_prepare(data: Path, cache_dir: Path, *, python_code: str | None = None) -> subprocess.Popen:
     """``koemorph-data prepare`` in its own session (SIGINT reaches only it)."""
     args = ["prepare", str(data), "--cache-dir", str(cache_dir), "--workers", "2", "--sample-rate", str(OUT_RATE)]
-    command = ([sys.executable, "-m", "koemorph_data", *args] if python_code is None
-               else [sys.executable, "-c", python_code, *args])
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=_default_sigint)
+    command = (
+        [sys.executable, "-m", "koemorph_data", *args]
+        if python_code is None
+        else [sys.executable, "-c", python_code, *args]
+    )
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_default_sigint,
+    )
 
 
 def _default_sigint() -> None:
@@ -108,9 +118,24 @@ def test_ctrl_c_cancels_the_pending_takes(slow_dataset, tmp_path):
     assert 1 <= len(records) < TAKES  # pending takes were cancelled, not prepared
     assert out.startswith(f"interrupted: prepared {len(records)}/{TAKES} takes in {cache_dir} ")
     # Another run prepares the rest and finds the interrupted run's entries current.
-    done = subprocess.run([sys.executable, "-m", "koemorph_data", "prepare", str(slow_dataset), "--cache-dir",
-                           str(cache_dir), "--workers", "2", "--sample-rate", str(OUT_RATE)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "koemorph_data",
+            "prepare",
+            str(slow_dataset),
+            "--cache-dir",
+            str(cache_dir),
+            "--workers",
+            "2",
+            "--sample-rate",
+            str(OUT_RATE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert f"({TAKES - len(records)} built, {len(records)} already current" in done.stdout
     assert len(complete_entries(cache_dir)) == TAKES
@@ -143,8 +168,12 @@ def test_ctrl_c_waits_for_running_takes_and_twice_leaves_at_once(slow_dataset, t
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and time.monotonic() - sent < 2.0
     # take_00, and the take the other thread was decoding unless it had just finished one
-    assert re.search(r"^prepare: interrupted; finishing the (1 take|2 takes) being decoded "
-                     r"\(Ctrl-C again to leave at once\)$", err, re.M), err
+    assert re.search(
+        r"^prepare: interrupted; finishing the (1 take|2 takes) being decoded "
+        r"\(Ctrl-C again to leave at once\)$",
+        err,
+        re.M,
+    ), err
     assert "prepare: interrupted again; left 1 take unfinished (not stored)" in err
     records = complete_entries(cache_dir)
     assert 1 <= len(records) < TAKES
@@ -152,8 +181,9 @@ def test_ctrl_c_waits_for_running_takes_and_twice_leaves_at_once(slow_dataset, t
 
 
 def run_prepare(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "koemorph_data", "prepare", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "koemorph_data", "prepare", *map(str, args)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cache_dir_that_is_a_file(tmp_path):
@@ -163,19 +193,25 @@ def test_cache_dir_that_is_a_file(tmp_path):
     a_file.write_text("not a directory")
     proc = run_prepare(data, "--cache-dir", a_file)
     assert proc.returncode == 1
-    assert proc.stderr.splitlines() == [f"koemorph-data prepare: error: --cache-dir {a_file} is a file, not a directory"]
+    assert proc.stderr.splitlines() == [
+        f"koemorph-data prepare: error: --cache-dir {a_file} is a file, not a directory"
+    ]
     proc = run_prepare(data, "--cache-dir", a_file / "inner")
     assert proc.returncode == 1
     assert proc.stderr.splitlines() == [
-        f"koemorph-data prepare: error: --cache-dir {a_file / 'inner'}: {a_file} is a file, not a directory"]
+        f"koemorph-data prepare: error: --cache-dir {a_file / 'inner'}: {a_file} is a file, not a directory"
+    ]
     assert a_file.read_text() == "not a directory"
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("--workers", "0", "argument --workers: must be positive, got 0"),
-    ("--fps", "-30", "argument --fps: must be positive, got -30"),
-    ("--sample-rate", "16k", "argument --sample-rate: '16k' is not an integer"),
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--workers", "0", "argument --workers: must be positive, got 0"),
+        ("--fps", "-30", "argument --fps: must be positive, got -30"),
+        ("--sample-rate", "16k", "argument --sample-rate: '16k' is not an integer"),
+    ],
+)
 def test_bad_numbers_are_usage_errors(tmp_path, option, value, message):
     proc = run_prepare(tmp_path, "--cache-dir", tmp_path / "cache", option, value)
     assert proc.returncode == 2

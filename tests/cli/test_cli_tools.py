@@ -1,4 +1,5 @@
 """The dataset tools: ``koemorph-data inspect``, ``plot`` and ``import-livelink``."""
+
 from __future__ import annotations
 
 import contextlib
@@ -23,8 +24,9 @@ JAW = ARKIT_BLENDSHAPES.index("jawOpen")
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """``python -m koemorph_data ARGS`` in a subprocess (the real entry point, with a timeout)."""
-    return subprocess.run([sys.executable, "-m", "koemorph_data", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "koemorph_data", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -62,8 +64,7 @@ def messy(tmp_path_factory):
     values, ts = read_blendshapes(root / "range.jsonl")
     values[5, JAW], values[6, 0], values[7, 51] = 1.5, -0.25, 2.0
     write_rows(root / "range.jsonl", ts, values)
-    synthetic.make_take(root / "long_face.wav", root / "long_face.jsonl", seconds=6.0, seed=5,
-                        blendshape_frames=240)
+    synthetic.make_take(root / "long_face.wav", root / "long_face.jsonl", seconds=6.0, seed=5, blendshape_frames=240)
     synthetic.make_take(root / "short.wav", root / "short.jsonl", seconds=2.0, seed=6)
     synthetic.make_take(root / "lonely.wav", root / "other.jsonl", seconds=1.0, seed=7)
     synthetic.make_take(root / "broken.wav", root / "broken.jsonl", seconds=6.0, seed=8)
@@ -82,8 +83,19 @@ def test_inspect_json_reports_every_take_exactly(messy):
     pairs = {Path(p["audio"]).stem: p for p in report["pairs"]}
     assert sorted(pairs) == ["at60", "dropped", "good", "long_face", "range", "short"]
     for p in pairs.values():
-        for key in ("audio", "blendshapes", "sample_rate", "channels", "duration_s", "fps", "frames",
-                    "audio_frames", "windows", "lag_frames", "lag_r"):
+        for key in (
+            "audio",
+            "blendshapes",
+            "sample_rate",
+            "channels",
+            "duration_s",
+            "fps",
+            "frames",
+            "audio_frames",
+            "windows",
+            "lag_frames",
+            "lag_r",
+        ):
             assert key in p
     for name, p in pairs.items():
         # Rows 50..52 of `dropped` are missing and its rows are kept as they are (30 fps), so
@@ -108,16 +120,32 @@ def test_inspect_json_reports_every_take_exactly(messy):
     assert long_face["windows"] == windows(180) and long_face["warnings"]
     assert pairs["short"]["frames"] == 60 and pairs["short"]["windows"] == 0
     assert sorted(Path(o).name for o in report["orphans"]) == ["lonely.wav", "other.jsonl"]
-    assert report["errors"] == [{"path": str(messy / "broken.jsonl"), "line": 4,
-                                 "reason": "expected 52 blendshape values, got 51"}]
+    assert report["errors"] == [
+        {"path": str(messy / "broken.jsonl"), "line": 4, "reason": "expected 52 blendshape values, got 51"}
+    ]
 
 
 def test_inspect_table_and_exit_status(messy, tmp_path, capsys):
     assert main(["inspect", str(messy), "--window-frames", "64", "--stride", "8"]) == 1
     out = capsys.readouterr().out
     header = out.splitlines()[0].split()
-    assert header == ["take", "rate", "ch", "dur", "s", "fps", "frames", "audio", "fr", "diff", "dropped",
-                      "out[0,1]", "lag", "r", "windows"]
+    assert header == [
+        "take",
+        "rate",
+        "ch",
+        "dur",
+        "s",
+        "fps",
+        "frames",
+        "audio",
+        "fr",
+        "diff",
+        "dropped",
+        "out[0,1]",
+        "lag",
+        "r",
+        "windows",
+    ]
     assert any(line.split()[:2] == ["good", "16000"] and line.split()[-1] == "15" for line in out.splitlines())
     assert "broken.jsonl:4: expected 52 blendshape values, got 51" in out
     assert "6 takes ok, 1 errors, 2 orphans" in out
@@ -145,20 +173,32 @@ def test_plot_reports_the_lag(tmp_path):
 
 def test_plot_without_matplotlib_is_one_clear_line(tmp_path):
     synthetic.make_take(tmp_path / "a.wav", tmp_path / "a.jsonl", seconds=2.0)
-    code = ("import sys; sys.modules['matplotlib'] = None; from koemorph_data.cli import main; "
-            f"sys.exit(main(['plot', {str(tmp_path / 'a.wav')!r}, '--out', {str(tmp_path / 'a.png')!r}]))")
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; from koemorph_data.cli import main; "
+        f"sys.exit(main(['plot', {str(tmp_path / 'a.wav')!r}, '--out', {str(tmp_path / 'a.png')!r}]))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        "koemorph-data plot: error: matplotlib is not installed; install it with: pip install 'koemorph-data[plot]'"]
+        "koemorph-data plot: error: matplotlib is not installed; install it with: pip install 'koemorph-data[plot]'"
+    ]
     proc = cli("plot", tmp_path / "nothing.wav", "--out", tmp_path / "x.png")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "nothing.wav not found" in proc.stderr
 
 
 # ---------------------------------------------------------------------------- import-livelink
 LIVELINK_NAMES = [n[0].upper() + n[1:] for n in ARKIT_BLENDSHAPES]
-HEAD = ["HeadYaw", "HeadPitch", "HeadRoll", "LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll", "RightEyeYaw",
-        "RightEyePitch", "RightEyeRoll"]
+HEAD = [
+    "HeadYaw",
+    "HeadPitch",
+    "HeadRoll",
+    "LeftEyeYaw",
+    "LeftEyePitch",
+    "LeftEyeRoll",
+    "RightEyeYaw",
+    "RightEyePitch",
+    "RightEyeRoll",
+]
 
 
 def timecode(seconds: float, fps: int = 60) -> str:
@@ -239,7 +279,8 @@ def test_import_livelink_errors_are_one_line_with_the_line(tmp_path):
     proc = run("import-livelink", csv, "--audio", tmp_path / "a.wav", "--out", tmp_path / "o")
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"koemorph-data import-livelink: error: {csv}:5: JawOpen is 'abc', not a number".replace("JawOpen", "jawOpen"))
+        f"koemorph-data import-livelink: error: {csv}:5: JawOpen is 'abc', not a number".replace("JawOpen", "jawOpen")
+    )
     lines[4] = lines[3]
     lines[6] = lines[2]  # goes back in time
     csv.write_text("\n".join(lines) + "\n")
@@ -251,12 +292,15 @@ def test_import_livelink_errors_are_one_line_with_the_line(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("how, frames_dropped, samples_dropped", [
-    (["--audio-offset", "0.51"], 16, 373),     # ceil(0.51 * 30) = 16 frames; (16/30 - 0.51) s = 373.3 samples
-    (["--audio-offset", "-0.2"], 0, 3200),     # audio starts 0.2 s early: its first 3200 samples go
-    (["--audio-start", "10:00:00:30.600"], 16, 373),  # 30.6 frames at 60 fps after 10:00:00:00 = +0.51 s
-    (["--audio-offset", "0.5"], 15, 0),        # on the frame grid: no sample dropped
-])
+@pytest.mark.parametrize(
+    "how, frames_dropped, samples_dropped",
+    [
+        (["--audio-offset", "0.51"], 16, 373),  # ceil(0.51 * 30) = 16 frames; (16/30 - 0.51) s = 373.3 samples
+        (["--audio-offset", "-0.2"], 0, 3200),  # audio starts 0.2 s early: its first 3200 samples go
+        (["--audio-start", "10:00:00:30.600"], 16, 373),  # 30.6 frames at 60 fps after 10:00:00:00 = +0.51 s
+        (["--audio-offset", "0.5"], 15, 0),  # on the frame grid: no sample dropped
+    ],
+)
 def test_import_livelink_audio_offset_starts_both_together(tmp_path, how, frames_dropped, samples_dropped):
     csv = tmp_path / "off.csv"
     values = write_livelink(csv, 241)  # 4 s at 60 fps from 10:00:00:00
@@ -268,38 +312,53 @@ def test_import_livelink_audio_offset_starts_both_together(tmp_path, how, frames
     assert proc.returncode == 0, proc.stderr
     got, ts = read_blendshapes(out / "off.jsonl")
     wav, rate = sf.read(str(out / "off.wav"), dtype="int16")
-    face_frames = 121 - frames_dropped               # 4 s at 30 fps = 121 frames, minus the dropped
+    face_frames = 121 - frames_dropped  # 4 s at 30 fps = 121 frames, minus the dropped
     audio_frames = (48000 - samples_dropped) * 30 // 16000
     count = min(face_frames, audio_frames)
     assert len(got) == count and rate == 16000
     np.testing.assert_allclose(ts, np.arange(count) / 30, atol=1e-9)
     # Output frame k is CSV row 2 * (frames_dropped + k) (60 -> 30 fps takes every other row).
-    np.testing.assert_array_equal(got, values[2 * frames_dropped: 2 * (frames_dropped + count): 2].astype(np.float32))
+    np.testing.assert_array_equal(got, values[2 * frames_dropped : 2 * (frames_dropped + count) : 2].astype(np.float32))
     samples = -(-count * 16000 // 30)
-    np.testing.assert_array_equal(wav, pcm[samples_dropped: samples_dropped + samples])
+    np.testing.assert_array_equal(wav, pcm[samples_dropped : samples_dropped + samples])
 
 
 def test_import_livelink_audio_start_errors(tmp_path):
     csv = tmp_path / "off.csv"
     write_livelink(csv, 20)
     sf.write(str(tmp_path / "a.wav"), np.zeros(16000), 16000)
-    proc = run("import-livelink", csv, "--audio", tmp_path / "a.wav", "--out", tmp_path / "o",
-               "--audio-start", "10:00:00")
+    proc = run(
+        "import-livelink", csv, "--audio", tmp_path / "a.wav", "--out", tmp_path / "o", "--audio-start", "10:00:00"
+    )
     assert proc.returncode == 1 and "--audio-start: timecode '10:00:00' is not HH:MM:SS:FF.fff" in proc.stderr
-    proc = cli("import-livelink", csv, "--audio", tmp_path / "a.wav", "--out", tmp_path / "o",
-               "--audio-start", "10:00:00:00", "--audio-offset", "1")
+    proc = cli(
+        "import-livelink",
+        csv,
+        "--audio",
+        tmp_path / "a.wav",
+        "--out",
+        tmp_path / "o",
+        "--audio-start",
+        "10:00:00:00",
+        "--audio-offset",
+        "1",
+    )
     assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
-    proc = run("import-livelink", csv, "--audio", tmp_path / "a.wav", "--out", tmp_path / "o",
-               "--audio-offset", "60")  # the audio starts after the face ends
+    proc = run(
+        "import-livelink", csv, "--audio", tmp_path / "a.wav", "--out", tmp_path / "o", "--audio-offset", "60"
+    )  # the audio starts after the face ends
     assert proc.returncode == 1 and "no common span" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--duration", "-1"], "argument --duration: must be positive, got -1"),
-    (["--duration", "0"], "argument --duration: must be positive, got 0"),
-    (["--start", "-2"], "argument --start: must not be negative, got -2"),
-    (["--max-lag", "nan"], "argument --max-lag: must be a finite number, got nan"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--duration", "-1"], "argument --duration: must be positive, got -1"),
+        (["--duration", "0"], "argument --duration: must be positive, got 0"),
+        (["--start", "-2"], "argument --start: must not be negative, got -2"),
+        (["--max-lag", "nan"], "argument --max-lag: must be a finite number, got nan"),
+    ],
+)
 def test_plot_bad_numbers_are_usage_errors(tmp_path, args, message):
     proc = cli("plot", tmp_path / "a.wav", "--out", tmp_path / "a.png", *args)
     assert proc.returncode == 2
@@ -311,8 +370,7 @@ def test_plot_start_past_the_end(tmp_path):
     synthetic.make_take(tmp_path / "a.wav", tmp_path / "a.jsonl", seconds=8.0)
     proc = run("plot", tmp_path / "a.wav", "--out", tmp_path / "a.png", "--start", "100")
     assert proc.returncode == 1
-    assert proc.stderr.splitlines() == [
-        "koemorph-data plot: error: --start 100 s is past the end of the take (8.00 s)"]
+    assert proc.stderr.splitlines() == ["koemorph-data plot: error: --start 100 s is past the end of the take (8.00 s)"]
     assert not (tmp_path / "a.png").exists()
     assert run("plot", tmp_path / "a.wav", "--out", tmp_path / "a.png", "--start", "7.9").returncode == 0
 
@@ -344,6 +402,7 @@ def test_plot_layout_keeps_legends_off_the_curves_and_labels_inside(tmp_path):
     assert bottom.get_legend().get_window_extent(renderer).y1 <= top.xaxis.label.get_window_extent(renderer).y0 + 1
     assert bottom.xaxis.label.get_window_extent(renderer).y0 >= page.y0
     import matplotlib.pyplot as plt
+
     plt.close(fig)
 
 
@@ -364,11 +423,14 @@ def test_make_sample_is_a_developer_script_outside_the_package(tmp_path):
     assert (make_sample.DEFAULT_OUT / "take_01.wav").is_file()
     # It uses the checkout's synthetic.py: the same blendshapes as the package's.
     audio = np.sin(np.arange(16000) / 16000 * 2 * np.pi * 3).astype(np.float32)
-    np.testing.assert_array_equal(make_sample.load_synthetic().blendshapes_from_audio(audio, 16000, seed=4),
-                                  synthetic.blendshapes_from_audio(audio, 16000, seed=4))
+    np.testing.assert_array_equal(
+        make_sample.load_synthetic().blendshapes_from_audio(audio, 16000, seed=4),
+        synthetic.blendshapes_from_audio(audio, 16000, seed=4),
+    )
     # Without espeak-ng on PATH it says what is missing and writes nothing.
     env = {**os.environ, "PATH": str(tmp_path)}
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "out")], capture_output=True, text=True,
-                          timeout=60, env=env)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "out")], capture_output=True, text=True, timeout=60, env=env
+    )
     assert proc.returncode == 1 and proc.stderr == "espeak-ng not found (apt-get install espeak-ng sox)\n"
     assert not (tmp_path / "out").exists()

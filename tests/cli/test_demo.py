@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import koemorph_data
 import soundfile as sf
 from conftest import read_jsonl_by_hand
+
+import koemorph_data
 from koemorph_data import SequentialKoeMorphDataset
 
 

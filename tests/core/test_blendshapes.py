@@ -1,4 +1,5 @@
 """read_blendshapes and the JSONL rules of issue 2, checked against the json module."""
+
 from __future__ import annotations
 
 import json
@@ -7,12 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import read_jsonl_by_hand
 
 import koemorph_data
-from koemorph_data import ARKIT_BLENDSHAPES, DataFormatError, read_blendshapes
-from koemorph_data import _core
-
-from conftest import read_jsonl_by_hand
+from koemorph_data import ARKIT_BLENDSHAPES, DataFormatError, _core, read_blendshapes
 
 
 def write_rows(path: Path, rows: list[dict], sep: str = "\n") -> Path:
@@ -44,8 +43,10 @@ def test_sample_file_matches_json_module():
 
 
 def test_object_form_case_insensitive_missing_names_are_zero(tmp_path):
-    rows = [{"timestamp": k / 30, "blendshapes": {"JawOpen": 0.5 + k / 100, "eyeBlinkLeft": 0.25,
-                                                  "TONGUEOUT": 1.0}} for k in range(3)]
+    rows = [
+        {"timestamp": k / 30, "blendshapes": {"JawOpen": 0.5 + k / 100, "eyeBlinkLeft": 0.25, "TONGUEOUT": 1.0}}
+        for k in range(3)
+    ]
     values, stamps = read_blendshapes(write_rows(tmp_path / "o.jsonl", rows))
     expected = np.zeros((3, 52), dtype=np.float32)
     expected[:, 17] = [0.5, 0.51, 0.52]
@@ -73,7 +74,7 @@ BAD_LINES = [
     ('{"timestamp": 0.1, "blendshapes": [' + ", ".join(["1e999"] + ["0.5"] * 51) + "]}", 3, None),
     ('{"timestamp": 0.0, "blendshapes": [' + ", ".join(["0.5"] * 52) + "]}", 3, "backwards"),
     ('{"timestamp": 0.1, "blendshapes": {"jawOpen": 0.2, "notAShape": 0.1}}', 3, "notAShape"),
-    ('[1, 2, 3]', 3, None),
+    ("[1, 2, 3]", 3, None),
 ]
 
 
@@ -129,7 +130,7 @@ def test_twenty_four_fps_interpolates_linearly_in_time(tmp_path):
     values, stamps, _, _, _ = _core.load_blendshapes(str(path), 30.0)
     assert len(values) == 31  # span 1 s -> frames 0..30
     for k in (0, 1, 7, 30):
-        t = k / 30                      # seconds from the first timestamp
+        t = k / 30  # seconds from the first timestamp
         pos = t * 24
         i = min(int(math.floor(pos + 1e-12)), 24)
         w = pos - i

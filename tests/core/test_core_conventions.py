@@ -1,6 +1,7 @@
 """Capture conventions of the Rust extension, called directly: name tables, column orders,
 pose, timestamp units and the capture-rate check. Expected values are built here by name,
 independently of the extension's tables."""
+
 from __future__ import annotations
 
 import json
@@ -183,8 +184,7 @@ def test_timestamp_units(tmp_path):
         _core.load_blendshapes(str(path), 30.0)
     assert info.value.path == str(path) and info.value.line is None
     assert info.value.reason == (
-        'detected 0.0303 fps (median timestamp step 33 s): timestamps look like milliseconds; '
-        'pass timestamp_unit="ms"'
+        'detected 0.0303 fps (median timestamp step 33 s): timestamps look like milliseconds; pass timestamp_unit="ms"'
     )
     values, stamps, source_fps, rows, pose = _core.load_blendshapes(str(path), 30.0, timestamp_unit="ms")
     assert rows == 100 and source_fps == pytest.approx(1000 / 33)

@@ -6,6 +6,7 @@ delivers the good take, and ``koemorph-data inspect --json`` lists the error. A 
 (faulthandler) kills the run with a traceback instead of hanging, and inspect runs in a
 subprocess with a timeout.
 """
+
 from __future__ import annotations
 
 import faulthandler
@@ -14,9 +15,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -47,9 +48,9 @@ def take(folder: Path, stem: str, seconds: float = SECONDS, seed: int = 1) -> tu
 
 @dataclass
 class Case:
-    bad: Path | None          # the file an error must name (None: valid input)
-    line: int | None = None   # the 1-based JSONL line the error must name
-    reason: str = ""          # a substring of the error's reason
+    bad: Path | None  # the file an error must name (None: valid input)
+    line: int | None = None  # the 1-based JSONL line the error must name
+    reason: str = ""  # a substring of the error's reason
 
 
 # Each builder writes one take "bad" (or odd) into the folder and says what must happen.
@@ -59,6 +60,7 @@ def _jsonl_line(lineno: int, text: str, reason: str) -> Callable[[Path], Case]:
         lines[lineno - 1] = text
         jsonl.write_text("\n".join(lines) + "\n")
         return Case(jsonl, lineno, reason)
+
     return build
 
 
@@ -190,15 +192,18 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "truncated_last_line": truncated_last_line,
     "wrong_count": _jsonl_line(3, row(0.0667, [0.5] * 51), "expected 52 blendshape values, got 51"),
     "too_many_values": _jsonl_line(3, row(0.0667, [0.5] * 53), "expected 52 blendshape values, got 53"),
-    "string_value": _jsonl_line(2, row(0.0333, [0.5] * 51)[:-2] + ', "abc"]}',
-                                'invalid type: string "abc", expected a number'),
-    "string_timestamp": _jsonl_line(2, '{"timestamp": "0.03", "blendshapes": [' + ",".join(["0.5"] * 52) + "]}",
-                                    "expected a number for timestamp"),
+    "string_value": _jsonl_line(
+        2, row(0.0333, [0.5] * 51)[:-2] + ', "abc"]}', 'invalid type: string "abc", expected a number'
+    ),
+    "string_timestamp": _jsonl_line(
+        2, '{"timestamp": "0.03", "blendshapes": [' + ",".join(["0.5"] * 52) + "]}", "expected a number for timestamp"
+    ),
     "nan": _jsonl_line(4, row(0.1, [0.5] * 52).replace("0.5", "NaN", 1), "NaN/Infinity are not allowed"),
     "infinity": _jsonl_line(4, row(0.1, [0.5] * 52).replace("0.5", "Infinity", 1), "NaN/Infinity are not allowed"),
     "overflow_to_infinity": _jsonl_line(4, row(0.1, [0.5] * 52).replace("0.5", "1e999", 1), "not finite"),
-    "nested_garbage": _jsonl_line(5, '{"timestamp": 0.13, "blendshapes": [[1, {"a": [null]}], {}, "x"]}',
-                                  "expected a number"),
+    "nested_garbage": _jsonl_line(
+        5, '{"timestamp": 0.13, "blendshapes": [[1, {"a": [null]}], {}, "x"]}', "expected a number"
+    ),
     "not_an_object": _jsonl_line(2, "[1, 2, 3]", "expected a JSON object"),
     "missing_key": _jsonl_line(2, '{"timestamp": 0.03}', "blendshapes"),
     "nul_bytes": _jsonl_line(3, "\x00\x00\x00", "invalid JSON"),
@@ -245,8 +250,9 @@ def corpus(tmp_path_factory, good_take):
 
 
 def make(folder: Path, on_error: str) -> SequentialKoeMorphDataset:
-    return SequentialKoeMorphDataset(folder, window_frames=W, stride_frames=4, loop_dataset=False,
-                                     shuffle_files=False, on_error=on_error)
+    return SequentialKoeMorphDataset(
+        folder, window_frames=W, stride_frames=4, loop_dataset=False, shuffle_files=False, on_error=on_error
+    )
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -303,8 +309,10 @@ def test_mismatched_lengths_use_the_minimum_and_warn(corpus, caplog):
         ds = make(corpus[name][0], "raise")
         bad = [i for i, (wav, _) in enumerate(ds.file_pairs) if wav.stem == "bad"][0]
         assert ds.usable_frames[bad] == min(expect)
-        assert any(f"{expect[0]} blendshape frames but the audio covers {expect[1]} frames" in r.getMessage()
-                   for r in caplog.records)
+        assert any(
+            f"{expect[0]} blendshape frames but the audio covers {expect[1]} frames" in r.getMessage()
+            for r in caplog.records
+        )
 
 
 def test_unicode_paths_and_symlink_loops(corpus):
@@ -318,8 +326,12 @@ def test_unicode_paths_and_symlink_loops(corpus):
 
 def test_inspect_json_reports_every_case(corpus):
     root = next(iter(corpus.values()))[0].parent
-    proc = subprocess.run([sys.executable, "-m", "koemorph_data", "inspect", str(root), "--json",
-                           "--window-frames", str(W)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "koemorph_data", "inspect", str(root), "--json", "--window-frames", str(W)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stderr
     report = json.loads(proc.stdout)
     errors = {e["path"]: e for e in report["errors"]}
@@ -337,16 +349,19 @@ def test_inspect_json_reports_every_case(corpus):
 
 
 def test_rust_panic_is_a_python_exception_and_the_process_survives():
-    with pytest.raises(RuntimeError, match="internal error in koemorph_data while testing panic handling: "
-                                           "deliberate test panic"):
+    with pytest.raises(
+        RuntimeError, match="internal error in koemorph_data while testing panic handling: deliberate test panic"
+    ):
         _core._panic_for_test()
     # Again, and the extension still works afterwards.
     with pytest.raises(RuntimeError):
         _core._panic_for_test()
     values, _, _ = _core.parse_blendshapes_bytes(b'{"timestamp": 0, "blendshapes": [' + b",".join([b"1"] * 52) + b"]}")
     assert values.shape == (1, 52)
-    code = ("import koemorph_data._core as c\n"
-            "try:\n    c._panic_for_test()\nexcept RuntimeError as e:\n    print('caught', type(e).__name__)\n"
-            "print('alive')\n")
+    code = (
+        "import koemorph_data._core as c\n"
+        "try:\n    c._panic_for_test()\nexcept RuntimeError as e:\n    print('caught', type(e).__name__)\n"
+        "print('alive')\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.split() == ["caught", "RuntimeError", "alive"]

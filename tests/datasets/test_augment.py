@@ -1,6 +1,7 @@
 """Augmentation (koemorph_data.augment): seeded per (seed, epoch, plan index), same shapes,
 exact noise SNR and gain, speed perturbation that keeps audio and face in sync, pitch shift
 that keeps tempo and blendshapes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from koemorph_data import AdaptiveSequentialDataset, SequentialKoeMorphDataset, read_blendshapes, synthetic
-from koemorph_data.augment import (Augment, Gain, PinkNoise, PitchShift, SpeedPerturb, WhiteNoise, as_augment,
-                                   pitch_shift)
+from koemorph_data.augment import (
+    Augment,
+    Gain,
+    PinkNoise,
+    PitchShift,
+    SpeedPerturb,
+    WhiteNoise,
+    as_augment,
+    pitch_shift,
+)
 from koemorph_data.sync import best_lag, loudness_envelope
 
 SR, FPS, HOP = 16000, 30, 533
@@ -36,8 +45,13 @@ def by_key(samples):
     return {(int(s["file_indices"]), int(s["start_frames"])): s for s in samples}
 
 
-ALL = [SpeedPerturb(factors=(0.9, 1.1), p=0.7), PitchShift(semitones=(-2, 2), p=0.5), Gain(db=(-6, 6)),
-       WhiteNoise(snr_db=(10, 30), p=0.5), PinkNoise(snr_db=(10, 30), p=0.5)]
+ALL = [
+    SpeedPerturb(factors=(0.9, 1.1), p=0.7),
+    PitchShift(semitones=(-2, 2), p=0.5),
+    Gain(db=(-6, 6)),
+    WhiteNoise(snr_db=(10, 30), p=0.5),
+    PinkNoise(snr_db=(10, 30), p=0.5),
+]
 
 
 def test_shapes_and_dtypes_unchanged(data):
@@ -108,7 +122,7 @@ def test_noise_snr_within_range_and_equal_to_the_draw(data, kind):
     for i, (p, q) in enumerate(zip(plain, noisy)):
         clean = p["audio"].double().numpy()
         noise = q["audio"].double().numpy() - clean
-        snr = 10 * np.log10(np.mean(clean ** 2) / np.mean(noise ** 2))
+        snr = 10 * np.log10(np.mean(clean**2) / np.mean(noise**2))
         drawn = aug.params(plan.epoch, i, default_seed=5)[0][1]
         assert 10 <= snr <= 30
         assert snr == pytest.approx(drawn, abs=0.01)
@@ -131,7 +145,7 @@ def test_gain_is_exact(data):
         assert torch.equal(q["blendshapes"], p["blendshapes"])
     fixed = make(data, Augment([Gain(db=6.0)], seed=0))
     first_plain, first = next(iter(plain)), next(iter(fixed))
-    assert torch.equal(first["audio"], first_plain["audio"] * np.float32(10 ** 0.3))
+    assert torch.equal(first["audio"], first_plain["audio"] * np.float32(10**0.3))
 
 
 @pytest.mark.parametrize("factor", [0.9, 1.1, 0.8, 1.25])

@@ -1,5 +1,6 @@
 """The prepared cache: contents equal decoding by hand, invalidation, concurrent fills, the
 ``prepare`` command and take validation through the cache."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,7 @@ def data(tmp_path: Path) -> Path:
     root = tmp_path / "data"
     make_dataset(root, takes=2, seconds=[10.0, 11.0])
     # A 44.1 kHz stereo take (resampled + down-mixed on decode) with 60 fps blendshapes.
-    make_take(root / "stereo.wav", root / "stereo.jsonl", seconds=10.0, sample_rate=44100, fps=60.0,
-              channels=2, seed=7)
+    make_take(root / "stereo.wav", root / "stereo.jsonl", seconds=10.0, sample_rate=44100, fps=60.0, channels=2, seed=7)
     return root
 
 
@@ -145,8 +145,7 @@ def test_touched_or_changed_source_is_rebuilt(data: Path, tmp_path: Path) -> Non
     # Changed audio: a dataset with the cache reads the new samples.
     data_new, sr = sf.read(str(wav), dtype="float32")
     sf.write(str(wav), data_new * np.float32(0.5), sr, subtype="FLOAT")
-    ds = SequentialKoeMorphDataset(data, window_frames=64, loop_dataset=False, shuffle_files=False,
-                                   cache_dir=cache_dir)
+    ds = SequentialKoeMorphDataset(data, window_frames=64, loop_dataset=False, shuffle_files=False, cache_dir=cache_dir)
     sample = next(s for s in ds if s["file_names"] == "take_000")
     assert int(sample["start_frames"]) == 0
     np.testing.assert_array_equal(sample["audio"].numpy(), _by_hand_audio(wav, 16000)[: ds.window_samples])
@@ -185,8 +184,15 @@ print("ok")
 def test_concurrent_fill_from_two_processes(data: Path, tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
     wavs = [str(p) for p in sorted(data.glob("*.wav"))]
-    procs = [subprocess.Popen([sys.executable, "-c", _FILLER, str(cache_dir), *wavs],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _FILLER, str(cache_dir), *wavs],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     for p in procs:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err

@@ -10,10 +10,11 @@ import pytest
 import soundfile as sf
 import torch
 from conftest import read_jsonl_by_hand, read_wav_by_hand
+from torch.utils.data import DataLoader
+
 from koemorph_data import AdaptiveSequentialDataset, SequentialKoeMorphDataset
 from koemorph_data.compat import create_adaptive_dataloader, create_sequential_dataloader
 from koemorph_data.synthetic import make_dataset
-from torch.utils.data import DataLoader
 
 SEQUENTIAL = [
     "data_dir", "window_frames", "stride_frames", "sample_rate", "target_fps", "shuffle_files", "loop_dataset",

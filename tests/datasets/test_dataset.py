@@ -1,4 +1,5 @@
 """The two datasets of issue 2: windows checked against audio and JSONL read by hand."""
+
 from __future__ import annotations
 
 import logging
@@ -9,13 +10,11 @@ import pytest
 import soundfile as sf
 import soxr
 import torch
+from conftest import SR, WINDOW, WINDOW_SAMPLES, expected_windows, read_jsonl_by_hand, read_wav_by_hand, usable_frames
 from torch.utils.data import DataLoader
 
 from koemorph_data import AdaptiveSequentialDataset, DataFormatError, SequentialKoeMorphDataset
 from koemorph_data.synthetic import make_take
-
-from conftest import (SR, WINDOW, WINDOW_SAMPLES, expected_windows, read_jsonl_by_hand, read_wav_by_hand,
-                      usable_frames)
 
 
 def collect(ds, limit=None):
@@ -65,29 +64,29 @@ def test_dense_windows_match_audio_and_blendshapes_sliced_by_hand(small_dataset)
         fi, f = int(s["file_indices"]), int(s["start_frames"])
         start = f * SR // 30  # exact alignment: floor(f * 16000 / 30)
         assert s["audio"].dtype == torch.float32 and s["audio"].shape == (WINDOW_SAMPLES,)
-        assert torch.equal(s["audio"], torch.from_numpy(audio[fi][start:start + WINDOW_SAMPLES]))
+        assert torch.equal(s["audio"], torch.from_numpy(audio[fi][start : start + WINDOW_SAMPLES]))
         assert s["blendshapes"].shape == (WINDOW, 52)
-        assert torch.equal(s["blendshapes"], torch.from_numpy(shapes[fi][f:f + WINDOW]))
+        assert torch.equal(s["blendshapes"], torch.from_numpy(shapes[fi][f : f + WINDOW]))
         assert s["file_indices"].dtype == torch.int64 and s["file_indices"].dim() == 0
         assert s["start_frames"].dtype == torch.int64 and s["start_frames"].dim() == 0
         assert s["file_names"] == ds.file_pairs[fi][0].stem
 
 
 def test_hop_alignment_reproduces_the_document(small_dataset):
-    ds = SequentialKoeMorphDataset(small_dataset, loop_dataset=False, shuffle_files=False, alignment="hop",
-                                   stride_frames=20)
+    ds = SequentialKoeMorphDataset(
+        small_dataset, loop_dataset=False, shuffle_files=False, alignment="hop", stride_frames=20
+    )
     wav = ds.file_pairs[0][0]
     audio = read_wav_by_hand(wav)
     for s in collect(ds):
         if int(s["file_indices"]) == 0:
             f = int(s["start_frames"])
-            assert torch.equal(s["audio"], torch.from_numpy(audio[f * 533:f * 533 + WINDOW_SAMPLES]))
+            assert torch.equal(s["audio"], torch.from_numpy(audio[f * 533 : f * 533 + WINDOW_SAMPLES]))
 
 
 def test_last_full_window_is_included_and_strides(small_dataset):
     for stride in (1, 7, 32):
-        ds = SequentialKoeMorphDataset(small_dataset, stride_frames=stride, loop_dataset=False,
-                                       shuffle_files=False)
+        ds = SequentialKoeMorphDataset(small_dataset, stride_frames=stride, loop_dataset=False, shuffle_files=False)
         frames0 = usable_frames(*ds.file_pairs[0])
         starts = [f for fi, f in keyset(collect(ds)) if fi == 0]
         assert starts == list(range(0, frames0 - WINDOW + 1, stride))
@@ -132,8 +131,9 @@ def test_stereo_is_averaged_and_other_rates_resampled_with_soxr(tmp_path):
     for s in collect(ds):
         f = int(s["start_frames"])
         ref = stereo if s["file_names"] == "stereo" else cd
-        np.testing.assert_allclose(s["audio"].numpy(), ref[f * SR // 30: f * SR // 30 + WINDOW_SAMPLES],
-                                   rtol=0, atol=1e-7)
+        np.testing.assert_allclose(
+            s["audio"].numpy(), ref[f * SR // 30 : f * SR // 30 + WINDOW_SAMPLES], rtol=0, atol=1e-7
+        )
 
 
 def test_file_order_shuffled_per_epoch_reproducibly(many_dataset):
@@ -163,7 +163,7 @@ def test_loop_dataset_moves_on_to_the_next_epoch(many_dataset):
     e0 = keyset(collect(once))
     once.set_epoch(1)
     e1 = keyset(collect(once))
-    assert stream[:n0] == e0 and stream[n0:2 * n0] == e1
+    assert stream[:n0] == e0 and stream[n0 : 2 * n0] == e1
     assert e0 != e1 and sorted(e0) == sorted(e1)
 
 
@@ -183,25 +183,23 @@ def test_stride_modes_of_the_adaptive_dataset(many_dataset):
     assert samples[0]["is_dense"].dtype == torch.bool and samples[0]["is_dense"].dim() == 0
 
 
-@pytest.mark.parametrize("epoch,expected", [(0, 32), (10, 28), (25, 24), (50, 16), (75, 8), (97, 1), (99, 1),
-                                            (120, 1)])
+@pytest.mark.parametrize("epoch,expected", [(0, 32), (10, 28), (25, 24), (50, 16), (75, 8), (97, 1), (99, 1), (120, 1)])
 def test_progressive_linear_is_the_documents_formula(many_dataset, epoch, expected):
     ds = AdaptiveSequentialDataset(many_dataset, stride_mode="progressive", epoch=epoch, max_epochs=100)
     assert ds.current_stride == max(1, int(32 - epoch / 100 * 31)) == expected
 
 
-@pytest.mark.parametrize("epoch,expected", [(0, 32), (19, 32), (20, 16), (49, 16), (50, 8), (79, 8), (80, 1),
-                                            (99, 1)])
+@pytest.mark.parametrize("epoch,expected", [(0, 32), (19, 32), (20, 16), (49, 16), (50, 8), (79, 8), (80, 1), (99, 1)])
 def test_progressive_step_is_the_documents_table(many_dataset, epoch, expected):
-    ds = AdaptiveSequentialDataset(many_dataset, stride_mode="progressive", progressive_schedule="step",
-                                   max_epochs=100)
+    ds = AdaptiveSequentialDataset(many_dataset, stride_mode="progressive", progressive_schedule="step", max_epochs=100)
     ds.set_epoch(epoch)
     assert ds.current_stride == expected
 
 
 def test_progressive_windows_follow_the_epoch(many_dataset):
-    ds = AdaptiveSequentialDataset(many_dataset, stride_mode="progressive", loop_dataset=False,
-                                   shuffle_files=False, max_epochs=10)
+    ds = AdaptiveSequentialDataset(
+        many_dataset, stride_mode="progressive", loop_dataset=False, shuffle_files=False, max_epochs=10
+    )
     frames = ds.usable_frames.tolist()
     for epoch in (0, 5, 9):
         ds.set_epoch(epoch)
@@ -210,8 +208,9 @@ def test_progressive_windows_follow_the_epoch(many_dataset):
 
 
 def test_mixed_mode_draws_dense_share_plus_sparse_grid(many_dataset):
-    ds = AdaptiveSequentialDataset(many_dataset, stride_mode="mixed", initial_stride=16,
-                                   dense_sampling_ratio=0.1, loop_dataset=False, seed=5)
+    ds = AdaptiveSequentialDataset(
+        many_dataset, stride_mode="mixed", initial_stride=16, dense_sampling_ratio=0.1, loop_dataset=False, seed=5
+    )
     frames = ds.usable_frames.tolist()
 
     def epoch_windows(epoch):
@@ -260,8 +259,7 @@ def test_dataloader_workers_yield_every_window_once_in_temporal_order(many_datas
 
 def test_the_documents_dataloader_configuration(small_dataset):
     ds = SequentialKoeMorphDataset(small_dataset, loop_dataset=True)
-    loader = DataLoader(ds, batch_size=4, num_workers=2, pin_memory=True, persistent_workers=True,
-                        drop_last=True)
+    loader = DataLoader(ds, batch_size=4, num_workers=2, pin_memory=True, persistent_workers=True, drop_last=True)
     it = iter(loader)
     for _ in range(3):
         batch = next(it)
@@ -280,8 +278,7 @@ def test_set_epoch_reaches_persistent_workers(many_dataset, context):
     loader = DataLoader(ds, batch_size=2, num_workers=2, persistent_workers=True, multiprocessing_context=context)
     for epoch in (0, 1, 2):
         ds.set_epoch(epoch)
-        got = sorted((fi, f) for b in loader for fi, f in zip(b["file_indices"].tolist(),
-                                                              b["start_frames"].tolist()))
+        got = sorted((fi, f) for b in loader for fi, f in zip(b["file_indices"].tolist(), b["start_frames"].tolist()))
         plan = ds.plan(epoch)
         assert got == sorted(zip(plan.file.tolist(), plan.start_frame.tolist()))
         order = [fi for b in loader for fi in b["file_indices"].tolist()]
@@ -293,7 +290,7 @@ def test_bad_take_raises_or_is_skipped_and_recorded(tmp_path, caplog):
     make_take(tmp_path / "good.wav", tmp_path / "good.jsonl", seconds=9.0)
     make_take(tmp_path / "bad.wav", tmp_path / "bad.jsonl", seconds=9.0)
     lines = (tmp_path / "bad.jsonl").read_text().splitlines()
-    lines[4] = lines[4].replace("[", "[\"oops\", ", 1)
+    lines[4] = lines[4].replace("[", '["oops", ', 1)
     (tmp_path / "bad.jsonl").write_text("\n".join(lines) + "\n")
     (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     (tmp_path / "broken.jsonl").write_text((tmp_path / "good.jsonl").read_text())
@@ -335,13 +332,15 @@ def _collate_noting_strategy(samples):
 @pytest.mark.parametrize("strategy", ["file_system", "file_descriptor", None])
 def test_worker_sharing_strategy_is_set_in_workers_only(many_dataset, strategy):
     before = torch.multiprocessing.get_sharing_strategy()
-    ds = SequentialKoeMorphDataset(many_dataset, stride_frames=40, loop_dataset=False,
-                                   worker_sharing_strategy=strategy)
+    ds = SequentialKoeMorphDataset(many_dataset, stride_frames=40, loop_dataset=False, worker_sharing_strategy=strategy)
     batches = list(DataLoader(ds, batch_size=2, num_workers=2, collate_fn=_collate_noting_strategy))
     assert {b["strategy"] for b in batches} == {strategy or before}
     assert torch.multiprocessing.get_sharing_strategy() == before, "the training process is untouched"
-    plain = list(DataLoader(SequentialKoeMorphDataset(many_dataset, stride_frames=40, loop_dataset=False),
-                            batch_size=2, num_workers=2))
+    plain = list(
+        DataLoader(
+            SequentialKoeMorphDataset(many_dataset, stride_frames=40, loop_dataset=False), batch_size=2, num_workers=2
+        )
+    )
     for a, b in zip(batches, plain, strict=True):
         assert torch.equal(a["audio"], b["audio"]) and torch.equal(a["start_frames"], b["start_frames"])
     with pytest.raises(ValueError, match="worker_sharing_strategy"):
@@ -352,11 +351,23 @@ def test_repr_names_the_dataset_and_its_epoch(small_dataset):
     frames = [usable_frames(w, w.with_suffix(".jsonl")) for w in sorted(small_dataset.glob("*.wav"))]
     dense = sum(len(expected_windows(f, 1)) for f in frames)
     ds = SequentialKoeMorphDataset(small_dataset)
-    assert repr(ds) == (f"SequentialKoeMorphDataset({str(small_dataset)!r}, takes=3, window_frames=256, "
-                        f"stride_frames=1, epoch=0, windows_in_epoch={dense})")
+    assert repr(ds) == (
+        f"SequentialKoeMorphDataset({str(small_dataset)!r}, takes=3, window_frames=256, "
+        f"stride_frames=1, epoch=0, windows_in_epoch={dense})"
+    )
     sparse = sum(len(expected_windows(f, 16)) for f in frames)
-    ds = AdaptiveSequentialDataset(small_dataset, stride_mode="progressive", initial_stride=32, epoch=50,
-                                   max_epochs=100, rank=1, world_size=2, loop_dataset=False)
-    assert repr(ds) == (f"AdaptiveSequentialDataset({str(small_dataset)!r}, takes=3, window_frames=256, "
-                        f"stride_mode='progressive', stride=16, epoch=50, windows_in_epoch={sparse}, rank=1, "
-                        "world_size=2, loop_dataset=False)")
+    ds = AdaptiveSequentialDataset(
+        small_dataset,
+        stride_mode="progressive",
+        initial_stride=32,
+        epoch=50,
+        max_epochs=100,
+        rank=1,
+        world_size=2,
+        loop_dataset=False,
+    )
+    assert repr(ds) == (
+        f"AdaptiveSequentialDataset({str(small_dataset)!r}, takes=3, window_frames=256, "
+        f"stride_mode='progressive', stride=16, epoch=50, windows_in_epoch={sparse}, rank=1, "
+        "world_size=2, loop_dataset=False)"
+    )

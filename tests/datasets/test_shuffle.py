@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import expected_windows, usable_frames
-from koemorph_data import AdaptiveSequentialDataset, SequentialKoeMorphDataset
 from torch.utils.data import DataLoader
+
+from koemorph_data import AdaptiveSequentialDataset, SequentialKoeMorphDataset
 
 
 def keys(batches):

@@ -6,6 +6,7 @@ import hashlib
 import shutil
 
 import pytest
+
 from koemorph_data import AdaptiveSequentialDataset, SequentialKoeMorphDataset
 from koemorph_data.splits import split_of
 from koemorph_data.synthetic import make_dataset

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import SR, WINDOW, WINDOW_SAMPLES, read_jsonl_by_hand, read_wav_by_hand, usable_frames
+from torch.utils.data import DataLoader
+
 from koemorph_data import AdaptiveSequentialDataset, SequentialKoeMorphDataset
 from koemorph_data.synthetic import make_take
-from torch.utils.data import DataLoader
 
 
 @pytest.fixture(scope="module")

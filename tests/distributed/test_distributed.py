@@ -1,4 +1,5 @@
 """Issue 3: DDP sharding, exact resume, epoch length and temporal-state lanes."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,15 @@ def plan_keys(ds, epoch=None):
 def test_ranks_cover_the_epoch_with_equal_counts(many_dataset, world, drop_uneven):
     per_rank = []
     for rank in range(world):
-        ds = SequentialKoeMorphDataset(many_dataset, stride_frames=7, loop_dataset=False, rank=rank,
-                                       world_size=world, drop_uneven=drop_uneven, seed=2)
+        ds = SequentialKoeMorphDataset(
+            many_dataset,
+            stride_frames=7,
+            loop_dataset=False,
+            rank=rank,
+            world_size=world,
+            drop_uneven=drop_uneven,
+            seed=2,
+        )
         got = [(int(s["file_indices"]), int(s["start_frames"])) for s in ds]
         assert len(got) == ds.num_windows() == len(ds)
         per_rank.append(got)
@@ -47,12 +55,12 @@ def test_ranks_cover_the_epoch_with_equal_counts(many_dataset, world, drop_uneve
     flat = [k for r in per_rank for k in r]
     if drop_uneven:
         assert len(flat) == n // world * world
-        assert flat == order[:len(flat)] and len(set(flat)) == len(flat)
+        assert flat == order[: len(flat)] and len(set(flat)) == len(flat)
     else:
         per = -(-n // world)
         assert len(flat) == per * world
         # Padding repeats windows from the start of the epoch's order, as DistributedSampler does.
-        assert flat == (order + order)[:per * world]
+        assert flat == (order + order)[: per * world]
         assert set(flat) == set(order)
 
 
@@ -60,8 +68,9 @@ def test_world_size_does_not_change_the_epochs_windows(many_dataset):
     def windows(world):
         out = []
         for rank in range(world):
-            ds = SequentialKoeMorphDataset(many_dataset, stride_frames=11, loop_dataset=False, rank=rank,
-                                           world_size=world, seed=4)
+            ds = SequentialKoeMorphDataset(
+                many_dataset, stride_frames=11, loop_dataset=False, rank=rank, world_size=world, seed=4
+            )
             ds.set_epoch(3)
             out += [(int(s["file_indices"]), int(s["start_frames"])) for s in ds]
         return set(out)
@@ -90,8 +99,12 @@ def _free_port() -> int:
 
 
 def test_two_real_processes_with_gloo_and_spawned_workers(many_dataset, tmp_path):
-    proc = subprocess.run([sys.executable, str(HERE / "ddp_script.py"), str(many_dataset), str(tmp_path),
-                           str(_free_port())], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "ddp_script.py"), str(many_dataset), str(tmp_path), str(_free_port())],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert [r["rank"] for r in ranks] == [0, 1]
@@ -107,11 +120,13 @@ def test_two_real_processes_with_gloo_and_spawned_workers(many_dataset, tmp_path
         assert sorted(union) == sorted(order + order[:pad])
     assert ranks[0]["all_counts"] == ranks[1]["all_counts"]
     # Lanes under DDP: same batch count on both ranks, every window once among valid slots.
-    lanes_ref = AdaptiveSequentialDataset(many_dataset, stride_mode="sparse", initial_stride=9,
-                                          loop_dataset=False, lanes=3, seed=3)
+    lanes_ref = AdaptiveSequentialDataset(
+        many_dataset, stride_mode="sparse", initial_stride=9, loop_dataset=False, lanes=3, seed=3
+    )
     assert len(ranks[0]["lane_batches"]) == len(ranks[1]["lane_batches"]) == ranks[0]["lanes_len"]
-    valid = [(f, s) for r in ranks for b in r["lane_batches"]
-             for f, s, v in zip(b["file"], b["start"], b["valid"]) if v]
+    valid = [
+        (f, s) for r in ranks for b in r["lane_batches"] for f, s, v in zip(b["file"], b["start"], b["valid"]) if v
+    ]
     assert sorted(valid) == sorted(plan_keys(lanes_ref))
     files_per_rank = [{f for b in r["lane_batches"] for f, v in zip(b["file"], b["valid"]) if v} for r in ranks]
     assert not files_per_rank[0] & files_per_rank[1], "each rank has its own share of the files"
@@ -143,8 +158,7 @@ def make(many_dataset, **kw):
     return SequentialKoeMorphDataset(many_dataset, **args)
 
 
-@pytest.mark.parametrize("state_extra,consumed", [({}, 8 * 7), ({"batch_size": 4}, 4 * 9),
-                                                  ({"batch_size": 4}, 4 * 30)])
+@pytest.mark.parametrize("state_extra,consumed", [({}, 8 * 7), ({"batch_size": 4}, 4 * 9), ({"batch_size": 4}, 4 * 30)])
 def test_resume_with_workers_yields_the_same_batches(many_dataset, state_extra, consumed):
     ds = make(many_dataset)
     per_epoch = ds.num_windows()

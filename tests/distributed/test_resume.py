@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
+
 from koemorph_data import SequentialKoeMorphDataset
 from koemorph_data.synthetic import make_dataset
-from torch.utils.data import DataLoader
 
 
 @pytest.fixture(scope="module")

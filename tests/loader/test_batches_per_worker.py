@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import warnings
 
-import koemorph_data
 import pytest
 import torch
 from conftest import expected_windows, usable_frames
+from torch.utils.data import DataLoader
+
+import koemorph_data
 from koemorph_data import AdaptiveSequentialDataset, SequentialKoeMorphDataset
 from koemorph_data.synthetic import make_dataset
-from torch.utils.data import DataLoader
 
 KEYS = ("audio", "blendshapes", "file_indices", "start_frames")
 

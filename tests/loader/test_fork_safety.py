@@ -5,6 +5,7 @@ threads) and may gather batches with ``loader()`` (the core's persistent pool); 
 forks workers, which inherit none of those threads. Each check runs in a subprocess with a
 timeout so that a hang fails instead of blocking.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_forked_workers_use_the_pool_without_hanging(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True,
-                          timeout=240)
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("ok")
 
@@ -78,7 +78,8 @@ NO_THREADS_SCRIPT = textwrap.dedent("""
 def test_validation_leaves_no_thread_behind_before_the_fork(tmp_path):
     """Building a dataset parses large JSONL files in parallel on threads joined before the
     parse returns, so the training process has no thread of ours when torch forks workers."""
-    proc = subprocess.run([sys.executable, "-c", NO_THREADS_SCRIPT, str(tmp_path)], capture_output=True,
-                          text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_THREADS_SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=240
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("ok")

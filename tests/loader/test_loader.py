@@ -1,7 +1,9 @@
 """``dataset.loader()``: batches equal the collated in-process iteration exactly, whatever the
 mode; the gather binding refuses bad arguments; the benchmark's smoke run prints its table."""
+
 from __future__ import annotations
 
+import functools
 import itertools
 import subprocess
 import sys
@@ -66,20 +68,33 @@ def test_dense_default_window(data: Path) -> None:
     audio, _ = sf.read(str(wav), dtype="float32")
     frame = int(got[3]["start_frames"][1])
     start = frame * 16000 // 30
-    np.testing.assert_array_equal(got[3]["audio"][1].numpy(), audio[start: start + 136448])
+    np.testing.assert_array_equal(got[3]["audio"][1].numpy(), audio[start : start + 136448])
 
 
 @pytest.mark.parametrize("threads,prefetch", [(1, 0), (2, 2), (3, 5), (1, 1)])
 def test_sparse_threads_and_prefetch(data: Path, threads: int, prefetch: int) -> None:
-    make = lambda: SequentialKoeMorphDataset(data, window_frames=32, stride_frames=5,  # noqa: E731
-                                             loop_dataset=False, seed=2)
+    make = lambda: SequentialKoeMorphDataset(
+        data,
+        window_frames=32,
+        stride_frames=5,  # noqa: E731
+        loop_dataset=False,
+        seed=2,
+    )
     assert_same(loaded(make, num_threads=threads, prefetch=prefetch, batch_size=3), reference(make, 3))
 
 
 @pytest.mark.parametrize("mode", ["mixed", "sparse", "progressive", "dense"])
 def test_adaptive_modes(data: Path, mode: str) -> None:
-    make = lambda: AdaptiveSequentialDataset(data, window_frames=48, stride_mode=mode, initial_stride=8,  # noqa: E731
-                                             epoch=30, dense_sampling_ratio=0.2, loop_dataset=False, seed=5)
+    make = lambda: AdaptiveSequentialDataset(
+        data,
+        window_frames=48,
+        stride_mode=mode,
+        initial_stride=8,  # noqa: E731
+        epoch=30,
+        dense_sampling_ratio=0.2,
+        loop_dataset=False,
+        seed=5,
+    )
     want = reference(make, 5)
     got = loaded(make, batch_size=5)
     assert_same(got, want)
@@ -102,9 +117,17 @@ def test_drop_last(data: Path, drop_last: bool) -> None:
 def test_rank_sharding(data: Path, world: int) -> None:
     seen = []
     for rank in range(world):
-        make = lambda: AdaptiveSequentialDataset(data, window_frames=32, stride_mode="mixed",  # noqa: E731
-                                                 initial_stride=6, loop_dataset=False, rank=rank,
-                                                 world_size=world, seed=9)
+        make = functools.partial(
+            AdaptiveSequentialDataset,
+            data,
+            window_frames=32,
+            stride_mode="mixed",
+            initial_stride=6,
+            loop_dataset=False,
+            rank=rank,
+            world_size=world,
+            seed=9,
+        )
         got = loaded(make, batch_size=2, drop_last=False)
         assert_same(got, reference(make, 2, drop_last=False))
         seen += [(int(f), int(s)) for b in got for f, s in zip(b["file_indices"], b["start_frames"])]
@@ -142,8 +165,15 @@ def test_resume_with_load_state_dict(data: Path) -> None:
 
 @pytest.mark.parametrize("lanes", [2, 3])
 def test_lanes(data: Path, lanes: int) -> None:
-    make = lambda: AdaptiveSequentialDataset(data, window_frames=32, stride_mode="sparse",  # noqa: E731
-                                             initial_stride=10, loop_dataset=False, lanes=lanes, seed=6)
+    make = lambda: AdaptiveSequentialDataset(
+        data,
+        window_frames=32,
+        stride_mode="sparse",  # noqa: E731
+        initial_stride=10,
+        loop_dataset=False,
+        lanes=lanes,
+        seed=6,
+    )
     want = reference(make)
     got = loaded(make)
     assert_same(got, want)
@@ -167,8 +197,13 @@ def test_lanes_resume(data: Path) -> None:
 def test_reused_buffers_never_overwrite_what_the_caller_keeps(data: Path, prefetch: int) -> None:
     """Chunk tensors are reused only when no view of them is alive: views, numpy arrays and
     whole batches kept by the caller keep their values while iteration goes on."""
-    make = lambda: SequentialKoeMorphDataset(data, window_frames=32, stride_frames=1,  # noqa: E731
-                                             loop_dataset=False, seed=12)
+    make = lambda: SequentialKoeMorphDataset(
+        data,
+        window_frames=32,
+        stride_frames=1,  # noqa: E731
+        loop_dataset=False,
+        seed=12,
+    )
     want = reference(make, 4)
     kept = []
     for k, batch in enumerate(make().loader(batch_size=4, prefetch=prefetch)):
@@ -189,36 +224,47 @@ def test_reused_buffers_never_overwrite_what_the_caller_keeps(data: Path, prefet
 
 
 def test_cache_backed_and_pinned(data: Path, tmp_path: Path) -> None:
-    make = lambda: SequentialKoeMorphDataset(data, window_frames=48, stride_frames=3, loop_dataset=False,  # noqa: E731
-                                             cache_dir=tmp_path / "cache")
-    want = reference(lambda: SequentialKoeMorphDataset(data, window_frames=48, stride_frames=3,
-                                                        loop_dataset=False))
-    assert_same(loaded(make), want)          # fills the cache
+    make = lambda: SequentialKoeMorphDataset(
+        data,
+        window_frames=48,
+        stride_frames=3,
+        loop_dataset=False,  # noqa: E731
+        cache_dir=tmp_path / "cache",
+    )
+    want = reference(lambda: SequentialKoeMorphDataset(data, window_frames=48, stride_frames=3, loop_dataset=False))
+    assert_same(loaded(make), want)  # fills the cache
     assert_same(loaded(make, pin_memory=True), want)  # reads the memory maps (pinning only with CUDA)
 
 
 @pytest.mark.parametrize("lanes", [None, 2])
-def test_pin_memory_with_cuda_allocates_pinned_batches(data: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       lanes: int | None) -> None:
+def test_pin_memory_with_cuda_allocates_pinned_batches(
+    data: Path, monkeypatch: pytest.MonkeyPatch, lanes: int | None
+) -> None:
     """With CUDA present every batch tensor is allocated pinned and never recycled (the
     pinned allocator tracks asynchronous copies). No GPU here: CUDA is reported present and
     torch.empty records the request and allocates ordinary memory."""
-    make = lambda: SequentialKoeMorphDataset(data, window_frames=48, stride_frames=3,  # noqa: E731
-                                             loop_dataset=False, lanes=lanes)
+    make = lambda: SequentialKoeMorphDataset(
+        data,
+        window_frames=48,
+        stride_frames=3,  # noqa: E731
+        loop_dataset=False,
+        lanes=lanes,
+    )
     want = reference(make, batch_size=1 if lanes else 4)
     real_empty = torch.empty
     requests: list[tuple[tuple, bool]] = []
 
     def recording_empty(*shape, pin_memory=False, **kwargs):
-        requests.append((tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape,
-                         pin_memory))
+        requests.append((tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape, pin_memory))
         return real_empty(*shape, **kwargs)
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch, "empty", recording_empty)
     # Copies kept, batches dropped at once: a recycling loader would reuse their buffers.
-    got = [{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-           for batch in make().loader(pin_memory=True, batch_size=1 if lanes else 4)]
+    got = [
+        {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        for batch in make().loader(pin_memory=True, batch_size=1 if lanes else 4)
+    ]
     monkeypatch.undo()
     assert_same(got, want)
     assert requests and all(pinned for _, pinned in requests), requests
@@ -258,19 +304,19 @@ def test_gather_binding_rejects_bad_arguments() -> None:
     _core.gather_windows([src], np.array([0, 0]), np.array([5, 90]), ok, 2)
     np.testing.assert_array_equal(ok[1], src[90:100])
     cases = [
-        ([src], np.array([0, 1]), np.array([0, 0]), ok),                      # unknown source id
-        ([src], np.array([0, -1]), np.array([0, 0]), ok),                     # negative id
-        ([src], np.array([0, 0]), np.array([0, 91]), ok),                     # past the end
-        ([src], np.array([0, 0]), np.array([-1, 0]), ok),                     # before the start
-        ([src], np.array([0]), np.array([0]), ok),                            # first axis != len(ids)
-        ([src], np.array([0, 0]), np.array([0]), ok),                         # ids/starts lengths differ
-        ([src], np.array([0, 0]), np.array([0, 0]), ok[:, ::2]),              # non-contiguous out
-        ([src], np.array([0, 0]), np.array([0, 0]), np.zeros((2, 10))),       # float64 out
-        ([src.astype(np.float64)], np.array([0, 0]), np.array([0, 0]), ok),   # float64 source
-        ([src[::2]], np.array([0, 0]), np.array([0, 0]), ok),                 # non-contiguous source
-        ([ok], np.array([0, 0]), np.array([0, 0]), ok),                       # source aliases out
+        ([src], np.array([0, 1]), np.array([0, 0]), ok),  # unknown source id
+        ([src], np.array([0, -1]), np.array([0, 0]), ok),  # negative id
+        ([src], np.array([0, 0]), np.array([0, 91]), ok),  # past the end
+        ([src], np.array([0, 0]), np.array([-1, 0]), ok),  # before the start
+        ([src], np.array([0]), np.array([0]), ok),  # first axis != len(ids)
+        ([src], np.array([0, 0]), np.array([0]), ok),  # ids/starts lengths differ
+        ([src], np.array([0, 0]), np.array([0, 0]), ok[:, ::2]),  # non-contiguous out
+        ([src], np.array([0, 0]), np.array([0, 0]), np.zeros((2, 10))),  # float64 out
+        ([src.astype(np.float64)], np.array([0, 0]), np.array([0, 0]), ok),  # float64 source
+        ([src[::2]], np.array([0, 0]), np.array([0, 0]), ok),  # non-contiguous source
+        ([ok], np.array([0, 0]), np.array([0, 0]), ok),  # source aliases out
         ("not a list", np.array([0, 0]), np.array([0, 0]), ok),
-        ([src], np.array([0.0, 0.0]), np.array([0, 0]), ok),                  # float ids
+        ([src], np.array([0.0, 0.0]), np.array([0, 0]), ok),  # float ids
     ]
     for sources, ids, starts, out in cases:
         with pytest.raises((ValueError, TypeError)):
@@ -304,22 +350,30 @@ def test_gather_batch_binding(gather) -> None:
     np.testing.assert_array_equal(a_out, [audio[1][5:15], audio[0][90:100]])
     np.testing.assert_array_equal(b_out, [rows[1][7:10], rows[0][17:20]])
     bad = [
-        dict(frames=np.array([8, 17])),            # blendshape window past the end of source 1
-        dict(samples=np.array([5, 91])),           # audio window past the end
-        dict(ids=np.array([2, 0])),                # no such source
-        dict(frames=np.array([7])),                # lengths differ
+        dict(frames=np.array([8, 17])),  # blendshape window past the end of source 1
+        dict(samples=np.array([5, 91])),  # audio window past the end
+        dict(ids=np.array([2, 0])),  # no such source
+        dict(frames=np.array([7])),  # lengths differ
         dict(b_out=np.zeros((3, 3, 52), dtype=np.float32)),
         dict(b_out=np.zeros((2,), dtype=np.float32)),
-        dict(rows=rows[:1]),                       # source lists differ in length
+        dict(rows=rows[:1]),  # source lists differ in length
     ]
     for case in bad:
-        args = dict(audio=audio, rows=rows, ids=ids, samples=samples, frames=frames, a_out=a_out.copy() * 0 - 1,
-                    b_out=np.full((2, 3, 52), -1, dtype=np.float32))
+        args = dict(
+            audio=audio,
+            rows=rows,
+            ids=ids,
+            samples=samples,
+            frames=frames,
+            a_out=a_out.copy() * 0 - 1,
+            b_out=np.full((2, 3, 52), -1, dtype=np.float32),
+        )
         args.update(case)
         before_a, before_b = args["a_out"].copy(), args["b_out"].copy()
         with pytest.raises((ValueError, TypeError)):
-            gather(args["audio"], args["rows"], args["ids"], args["samples"], args["frames"],
-                   args["a_out"], args["b_out"])
+            gather(
+                args["audio"], args["rows"], args["ids"], args["samples"], args["frames"], args["a_out"], args["b_out"]
+            )
         np.testing.assert_array_equal(args["a_out"], before_a)  # nothing written on a refused request
         np.testing.assert_array_equal(args["b_out"], before_b)
 
@@ -330,22 +384,39 @@ def test_background_gather_keeps_its_arrays_alive() -> None:
     src = np.arange(1 << 22, dtype=np.float32)
     rows = np.arange(100 * 52, dtype=np.float32).reshape(100, 52)
     out = np.zeros((8, 1 << 20), dtype=np.float32)
-    ticket = _core.gather_batch_async([src], [rows], np.zeros(8, dtype=np.int64), np.arange(8) * 1000,
-                                      np.arange(8), out, np.zeros((8, 4, 52), dtype=np.float32))
+    ticket = _core.gather_batch_async(
+        [src],
+        [rows],
+        np.zeros(8, dtype=np.int64),
+        np.arange(8) * 1000,
+        np.arange(8),
+        out,
+        np.zeros((8, 4, 52), dtype=np.float32),
+    )
     del src, rows
     ticket.wait()
     assert out[3, 0] == 3000 and out[7, -1] == 7000 + (1 << 20) - 1
-    dropped = _core.gather_batch_async([np.ones(1 << 22, dtype=np.float32)], [np.ones((10, 52), dtype=np.float32)],
-                                       np.zeros(4, dtype=np.int64), np.zeros(4, dtype=np.int64),
-                                       np.zeros(4, dtype=np.int64), np.zeros((4, 1 << 22), dtype=np.float32),
-                                       np.zeros((4, 10, 52), dtype=np.float32))
+    dropped = _core.gather_batch_async(
+        [np.ones(1 << 22, dtype=np.float32)],
+        [np.ones((10, 52), dtype=np.float32)],
+        np.zeros(4, dtype=np.int64),
+        np.zeros(4, dtype=np.int64),
+        np.zeros(4, dtype=np.int64),
+        np.zeros((4, 1 << 22), dtype=np.float32),
+        np.zeros((4, 10, 52), dtype=np.float32),
+    )
     del dropped  # blocks until the copy ends
 
 
 def test_abandoned_loader_then_a_new_one(data: Path) -> None:
     """Stopping mid-stream (copies still running in the background) leaves a later loader correct."""
-    make = lambda: SequentialKoeMorphDataset(data, window_frames=32, stride_frames=1,  # noqa: E731
-                                             loop_dataset=False, seed=3)
+    make = lambda: SequentialKoeMorphDataset(
+        data,
+        window_frames=32,
+        stride_frames=1,  # noqa: E731
+        loop_dataset=False,
+        seed=3,
+    )
     want = reference(make, 4)
     ds = make()
     for _ in range(3):
@@ -360,9 +431,21 @@ def test_bench_loader_smoke(tmp_path: Path) -> None:
     """The benchmark's quick CI run on tiny data: it runs and prints its table."""
     out_json = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benches" / "bench_loader.py"), "--takes", "2", "--seconds", "12",
-         "--quick", "--json", str(out_json)],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            str(REPO / "benches" / "bench_loader.py"),
+            "--takes",
+            "2",
+            "--seconds",
+            "12",
+            "--quick",
+            "--json",
+            str(out_json),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for needle in ("JSONL parse", "loader()", "numpy gather", "first batch", "peak RSS", "target"):
         assert needle in proc.stdout, needle

@@ -79,8 +79,10 @@ def _imports(modules: dict[str, Path]) -> dict[str, set[tuple[str, str | None]]]
 
 def test_no_import_cycles() -> None:
     modules = _modules()
-    graph = {m: {target for target, _ in targets if target in modules and target != m}
-             for m, targets in _imports(modules).items()}
+    graph = {
+        m: {target for target, _ in targets if target in modules and target != m}
+        for m, targets in _imports(modules).items()
+    }
     # The package's __init__ imports its modules by design; a cycle through it is still a cycle
     # for a module that imports the package root, so keep it in the graph.
     state: dict[str, int] = {}
@@ -90,7 +92,7 @@ def test_no_import_cycles() -> None:
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycles.append(trail[trail.index(nxt):] + [nxt] if nxt in trail else [node, nxt])
+                cycles.append(trail[trail.index(nxt) :] + [nxt] if nxt in trail else [node, nxt])
             elif nxt not in state:
                 visit(nxt, trail + [nxt])
         state[node] = 2
@@ -110,14 +112,21 @@ def test_no_module_imports_another_modules_private_names() -> None:
                 offenders.append(f"{module} imports {name} from {source}")
     for module, path in modules.items():
         tree = ast.parse(path.read_text(), str(path))
-        module_names = {alias.asname or alias.name for node in _import_nodes(tree)
-                        if isinstance(node, ast.ImportFrom) and _resolve(module, path, node).startswith(NAME)
-                        for alias in node.names
-                        if f"{_resolve(module, path, node)}.{alias.name}" in modules}
+        module_names = {
+            alias.asname or alias.name
+            for node in _import_nodes(tree)
+            if isinstance(node, ast.ImportFrom) and _resolve(module, path, node).startswith(NAME)
+            for alias in node.names
+            if f"{_resolve(module, path, node)}.{alias.name}" in modules
+        }
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                    and node.value.id in module_names and node.attr.startswith("_")
-                    and not node.attr.startswith("__")):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in module_names
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
                 offenders.append(f"{module}:{node.lineno} uses {node.value.id}.{node.attr}")
     assert offenders == []
 
@@ -126,9 +135,13 @@ def test_classes_and_functions_stay_small() -> None:
     too_long = []
     for module, path in _modules().items():
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            limit = (MAX_CLASS_LINES if isinstance(node, ast.ClassDef)
-                     else MAX_FUNCTION_LINES if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-                     else None)
+            limit = (
+                MAX_CLASS_LINES
+                if isinstance(node, ast.ClassDef)
+                else MAX_FUNCTION_LINES
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                else None
+            )
             if limit is not None and node.end_lineno - node.lineno + 1 > limit:
                 too_long.append(f"{module}.{node.name}: {node.end_lineno - node.lineno + 1} lines (limit {limit})")
     assert too_long == []

@@ -1,4 +1,5 @@
 """What several commands share: option types, the dataset options, the progress bar."""
+
 from __future__ import annotations
 
 import argparse
@@ -59,11 +60,17 @@ def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     every command reading takes offers the same ones)."""
     parser.add_argument("--sample-rate", type=positive_int, default=16000, help="dataset sample_rate (default 16000)")
     parser.add_argument("--fps", type=positive_int, default=30, help="dataset target_fps (default 30)")
-    parser.add_argument("--blendshape-order", type=_blendshape_order, default="live_link", metavar="ORDER",
-                        help="column order of positional blendshape arrays: live_link (default), koemorph, "
-                             "or the 52 names separated by commas")
-    parser.add_argument("--timestamp-unit", choices=TIMESTAMP_UNITS, default="s",
-                        help="unit of the JSONL timestamps (default s)")
+    parser.add_argument(
+        "--blendshape-order",
+        type=_blendshape_order,
+        default="live_link",
+        metavar="ORDER",
+        help="column order of positional blendshape arrays: live_link (default), koemorph, "
+        "or the 52 names separated by commas",
+    )
+    parser.add_argument(
+        "--timestamp-unit", choices=TIMESTAMP_UNITS, default="s", help="unit of the JSONL timestamps (default s)"
+    )
 
 
 def _blendshape_order(text: str) -> BlendshapeOrder:
@@ -93,8 +100,15 @@ class TakeProgress:
         self.closed = False
         self.started = time.perf_counter()
         terminal = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.bar = tqdm(total=total, desc=command, unit="take", file=self.stream, disable=not terminal,
-                        leave=False, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total,
+            desc=command,
+            unit="take",
+            file=self.stream,
+            disable=not terminal,
+            leave=False,
+            dynamic_ncols=True,
+        )
 
     def step(self, label: str = "") -> None:
         self.done += 1

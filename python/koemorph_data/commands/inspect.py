@@ -8,6 +8,7 @@ window and stride, and the audio-to-face lag (:func:`koemorph_data.sync.audio_fa
 same as ``plot``); then orphans and the files that fail, with the reason and line. Exit
 status 1 when any take fails (or no take is found).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,11 +37,14 @@ LAG_MIN_R = 0.5
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data_dir", type=Path, help="dataset directory (every **/*.wav with its .jsonl)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--window-frames", type=positive_int, default=256,
-                        help="window length in frames (default 256)")
+    parser.add_argument("--window-frames", type=positive_int, default=256, help="window length in frames (default 256)")
     parser.add_argument("--stride", type=positive_int, default=1, help="window stride in frames (default 1)")
-    parser.add_argument("--max-lag", type=non_negative_float, default=0.5,
-                        help="largest audio-to-face lag searched, seconds (default 0.5)")
+    parser.add_argument(
+        "--max-lag",
+        type=non_negative_float,
+        default=0.5,
+        help="largest audio-to-face lag searched, seconds (default 0.5)",
+    )
     add_dataset_options(parser)
 
 
@@ -62,12 +66,23 @@ def _lag_warning(sync: SyncEstimate, fps: int) -> list[str]:
     if not sync.is_suspicious(LAG_WARN_FRAMES, LAG_MIN_R):
         return []
     lag = sync.lag_frames
-    return [f"the face is {abs(lag)} frames {'late' if lag > 0 else 'early'} against the audio "
-            f"({lag * 1000 / fps:+.0f} ms, r = {sync.r:.2f})"]
+    return [
+        f"the face is {abs(lag)} frames {'late' if lag > 0 else 'early'} against the audio "
+        f"({lag * 1000 / fps:+.0f} ms, r = {sync.r:.2f})"
+    ]
 
 
-def inspect_pair(wav: Path, jsonl: Path, *, sample_rate: int, fps: int, window_frames: int,
-                 stride: int, max_lag_frames: int = 15, labels: LabelFormat | None = None) -> dict[str, Any]:
+def inspect_pair(
+    wav: Path,
+    jsonl: Path,
+    *,
+    sample_rate: int,
+    fps: int,
+    window_frames: int,
+    stride: int,
+    max_lag_frames: int = 15,
+    labels: LabelFormat | None = None,
+) -> dict[str, Any]:
     """One take's report (raises DataFormatError for a take the datasets would reject)."""
     labels = labels if labels is not None else LabelFormat()
     info = validate_take(wav, jsonl, sample_rate=sample_rate, target_fps=fps, alignment="exact", labels=labels)
@@ -87,40 +102,74 @@ def inspect_pair(wav: Path, jsonl: Path, *, sample_rate: int, fps: int, window_f
     if gaps:
         warnings.append(f"{dropped} dropped frames in {gaps} timestamp gaps")
     if outside_names:
-        warnings.append(f"{int(outside.sum())} values outside [0, 1] ({', '.join(outside_names[:4])}"
-                        + (", ..." if len(outside_names) > 4 else "") + ")")
+        warnings.append(
+            f"{int(outside.sum())} values outside [0, 1] ({', '.join(outside_names[:4])}"
+            + (", ..." if len(outside_names) > 4 else "")
+            + ")"
+        )
     warnings += _lag_warning(sync, fps)
     if windows == 0:
         warnings.append(f"{usable} usable frames: shorter than one window of {window_frames}")
     return {
-        "audio": str(wav), "blendshapes": str(jsonl),
-        "sample_rate": header.sample_rate, "channels": header.channels,
+        "audio": str(wav),
+        "blendshapes": str(jsonl),
+        "sample_rate": header.sample_rate,
+        "channels": header.channels,
         "duration_s": round(header.duration_s, 6),
         "fps": None if info.source_fps is None else round(float(info.source_fps), 6),
         "rows": int(len(timestamps)),
-        "frames": info.blendshape_frames, "audio_frames": info.audio_frames, "mismatch": mismatch,
-        "usable_frames": usable, "dropped_frames": dropped, "gaps": gaps,
-        "out_of_range": int(outside.sum()), "out_of_range_names": outside_names,
+        "frames": info.blendshape_frames,
+        "audio_frames": info.audio_frames,
+        "mismatch": mismatch,
+        "usable_frames": usable,
+        "dropped_frames": dropped,
+        "gaps": gaps,
+        "out_of_range": int(outside.sum()),
+        "out_of_range_names": outside_names,
         "lag_frames": None if math.isnan(sync.r) else sync.lag_frames,
         "lag_r": None if math.isnan(sync.r) else round(sync.r, 4),
-        "windows": int(windows), "warnings": warnings,
+        "windows": int(windows),
+        "warnings": warnings,
     }
 
 
-def inspect_dir(data_dir: Path, *, sample_rate: int = 16000, fps: int = 30, window_frames: int = 256,
-                stride: int = 1, max_lag_frames: int = 15, progress: bool = True,
-                labels: LabelFormat | None = None) -> dict[str, Any]:
+def inspect_dir(
+    data_dir: Path,
+    *,
+    sample_rate: int = 16000,
+    fps: int = 30,
+    window_frames: int = 256,
+    stride: int = 1,
+    max_lag_frames: int = 15,
+    progress: bool = True,
+    labels: LabelFormat | None = None,
+) -> dict[str, Any]:
     """``{"pairs": [...], "orphans": [...], "errors": [...]}`` for a data directory."""
     pairs, orphans = find_file_pairs(data_dir)
-    report: dict[str, Any] = {"data_dir": str(data_dir), "window_frames": window_frames, "stride": stride,
-                              "pairs": [], "orphans": [str(p) for p in orphans], "errors": []}
+    report: dict[str, Any] = {
+        "data_dir": str(data_dir),
+        "window_frames": window_frames,
+        "stride": stride,
+        "pairs": [],
+        "orphans": [str(p) for p in orphans],
+        "errors": [],
+    }
     bar = TakeProgress("inspect", len(pairs)) if progress else None
     try:
         for wav, jsonl in pairs:
             try:
-                report["pairs"].append(inspect_pair(wav, jsonl, sample_rate=sample_rate, fps=fps,
-                                                    window_frames=window_frames, stride=stride,
-                                                    max_lag_frames=max_lag_frames, labels=labels))
+                report["pairs"].append(
+                    inspect_pair(
+                        wav,
+                        jsonl,
+                        sample_rate=sample_rate,
+                        fps=fps,
+                        window_frames=window_frames,
+                        stride=stride,
+                        max_lag_frames=max_lag_frames,
+                        labels=labels,
+                    )
+                )
             except DataFormatError as exc:
                 report["errors"].append(_error(exc.path or wav, exc.reason, exc.line))
             except Exception as exc:  # an internal error must not hide the other takes
@@ -158,30 +207,65 @@ def format_report(report: dict[str, Any]) -> str:
     out = []
     pairs = report["pairs"]
     if pairs:
-        rows = [["take", "rate", "ch", "dur s", "fps", "frames", "audio fr", "diff", "dropped", "out[0,1]",
-                 "lag", "r", "windows"]]
+        rows = [
+            [
+                "take",
+                "rate",
+                "ch",
+                "dur s",
+                "fps",
+                "frames",
+                "audio fr",
+                "diff",
+                "dropped",
+                "out[0,1]",
+                "lag",
+                "r",
+                "windows",
+            ]
+        ]
         for p in pairs:
             no_lag = p["lag_frames"] is None
-            rows.append([_relative(str(Path(p["audio"]).with_suffix("")), root), str(p["sample_rate"]),
-                         str(p["channels"]), f"{p['duration_s']:.2f}",
-                         "-" if p["fps"] is None else f"{p['fps']:.2f}", str(p["frames"]), str(p["audio_frames"]),
-                         f"{p['mismatch']:+d}", str(p["dropped_frames"]), str(p["out_of_range"]),
-                         "-" if no_lag else f"{p['lag_frames']:+d}", "-" if no_lag else f"{p['lag_r']:.2f}",
-                         str(p["windows"])])
+            rows.append(
+                [
+                    _relative(str(Path(p["audio"]).with_suffix("")), root),
+                    str(p["sample_rate"]),
+                    str(p["channels"]),
+                    f"{p['duration_s']:.2f}",
+                    "-" if p["fps"] is None else f"{p['fps']:.2f}",
+                    str(p["frames"]),
+                    str(p["audio_frames"]),
+                    f"{p['mismatch']:+d}",
+                    str(p["dropped_frames"]),
+                    str(p["out_of_range"]),
+                    "-" if no_lag else f"{p['lag_frames']:+d}",
+                    "-" if no_lag else f"{p['lag_r']:.2f}",
+                    str(p["windows"]),
+                ]
+            )
         out.append(_table(rows, right=set(range(1, 13))))
         notes = [f"  {_relative(p['audio'], root)}: {w}" for p in pairs for w in p["warnings"]]
         if notes:
             out.append("warnings:\n" + "\n".join(notes))
     if report["orphans"]:
-        out.append("orphans (no partner, not used):\n"
-                   + "\n".join(f"  {_relative(o, root)}" for o in report["orphans"]))
+        out.append(
+            "orphans (no partner, not used):\n" + "\n".join(f"  {_relative(o, root)}" for o in report["orphans"])
+        )
     if report["errors"]:
-        out.append("errors:\n" + "\n".join(
-            f"  {_relative(e['path'], root)}" + (f":{e['line']}" if e["line"] is not None else "") + f": {e['reason']}"
-            for e in report["errors"]))
+        out.append(
+            "errors:\n"
+            + "\n".join(
+                f"  {_relative(e['path'], root)}"
+                + (f":{e['line']}" if e["line"] is not None else "")
+                + f": {e['reason']}"
+                for e in report["errors"]
+            )
+        )
     windows = sum(p["windows"] for p in pairs)
-    out.append(f"{len(pairs)} takes ok, {len(report['errors'])} errors, {len(report['orphans'])} orphans; "
-               f"{windows} windows of {report['window_frames']} frames at stride {report['stride']}")
+    out.append(
+        f"{len(pairs)} takes ok, {len(report['errors'])} errors, {len(report['orphans'])} orphans; "
+        f"{windows} windows of {report['window_frames']} frames at stride {report['stride']}"
+    )
     return "\n\n".join(out)
 
 
@@ -193,9 +277,15 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):
         log.setLevel(logging.ERROR)  # the report itself lists mismatches and orphans
     try:
-        report = inspect_dir(args.data_dir, sample_rate=args.sample_rate, fps=args.fps,
-                             window_frames=args.window_frames, stride=args.stride,
-                             max_lag_frames=int(round(args.max_lag * args.fps)), labels=label_format(args))
+        report = inspect_dir(
+            args.data_dir,
+            sample_rate=args.sample_rate,
+            fps=args.fps,
+            window_frames=args.window_frames,
+            stride=args.stride,
+            max_lag_frames=int(round(args.max_lag * args.fps)),
+            labels=label_format(args),
+        )
     finally:
         log.setLevel(level)
     if args.json:

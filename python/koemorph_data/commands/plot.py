@@ -6,6 +6,7 @@ mouth shapes over time, and the cross-correlation of envelope and jawOpen over l
 lag means the face is late. matplotlib is imported only here
 (``pip install 'koemorph-data[plot]'``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,9 @@ MOUTH_SHAPES = ("jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthLow
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("take", type=Path, help="TAKE.wav (its TAKE.jsonl must sit beside it)")
     parser.add_argument("--out", type=Path, required=True, help="image to write (e.g. sync.png)")
-    parser.add_argument("--max-lag", type=non_negative_float, default=0.5,
-                        help="largest lag searched, seconds (default 0.5)")
+    parser.add_argument(
+        "--max-lag", type=non_negative_float, default=0.5, help="largest lag searched, seconds (default 0.5)"
+    )
     parser.add_argument("--start", type=non_negative_float, default=0.0, help="first second drawn (default 0)")
     parser.add_argument("--duration", type=positive_float, default=None, help="seconds drawn (default: all)")
     add_dataset_options(parser)
@@ -43,8 +45,9 @@ def draw(name: str, estimate: SyncEstimate, values: np.ndarray, fps: int, first:
 
     names = tuple(_core.ARKIT_BLENDSHAPES)
     lag, r = estimate.lag_frames, estimate.r
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 7), layout="constrained",
-                                      gridspec_kw={"height_ratios": [2, 1]})
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(12, 7), layout="constrained", gridspec_kw={"height_ratios": [2, 1]}
+    )
     fig.suptitle(f"{name}: loudness vs mouth blendshapes")
     t = np.arange(first, last) / fps
     scale = float(estimate.envelope.max()) or 1.0
@@ -55,8 +58,9 @@ def draw(name: str, estimate: SyncEstimate, values: np.ndarray, fps: int, first:
     top.set_ylabel("value")
     top.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=6, fontsize=8, frameon=False)
     bottom.plot(estimate.lags, estimate.correlation, marker=".", color="tab:blue")
-    bottom.axvline(lag, color="tab:red", ls="--",
-                   label=f"best lag {lag:+d} frames ({lag * 1000 / fps:+.0f} ms), r={r:.3f}")
+    bottom.axvline(
+        lag, color="tab:red", ls="--", label=f"best lag {lag:+d} frames ({lag * 1000 / fps:+.0f} ms), r={r:.3f}"
+    )
     bottom.axvline(0, color="grey", lw=0.8)
     bottom.set_xlabel("lag (frames; positive = face late)")
     bottom.set_ylabel("correlation loudness / jawOpen")
@@ -77,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     wav, jsonl = _take_paths(args.take)
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -93,8 +98,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--start {args.start:g} s is past the end of the take ({frames / args.fps:.2f} s)")
     last = frames if args.duration is None else min(frames, first + max(1, int(args.duration * args.fps)))
     lag, r = estimate.lag_frames, estimate.r
-    print(f"{wav}: best lag {lag:+d} frames ({lag * 1000 / args.fps:+.0f} ms, r = {r:.3f}): {_verdict(lag)}; "
-          f"{frames} frames at {args.fps} fps" + (f" (source {source_fps:.2f} fps)" if source_fps else ""))
+    print(
+        f"{wav}: best lag {lag:+d} frames ({lag * 1000 / args.fps:+.0f} ms, r = {r:.3f}): {_verdict(lag)}; "
+        f"{frames} frames at {args.fps} fps" + (f" (source {source_fps:.2f} fps)" if source_fps else "")
+    )
     fig = draw(wav.name, estimate, values, args.fps, first, last)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)

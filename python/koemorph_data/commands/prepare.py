@@ -10,6 +10,7 @@ cache entry is written file by file under temporary names and renamed into place
 record last, so an entry is complete or absent, and letting the threads finish means no
 temporary file is abandoned. Exit status 130.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,12 +30,14 @@ from .common import TakeProgress, add_dataset_options, label_format, positive_in
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data_dir", type=Path, help="dataset directory (every **/*.wav with its .jsonl)")
     parser.add_argument("--cache-dir", type=Path, required=True, help="where the prepared takes are stored")
-    parser.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
-                        help="parallel threads (default: the CPU count)")
+    parser.add_argument(
+        "--workers", type=positive_int, default=os.cpu_count() or 1, help="parallel threads (default: the CPU count)"
+    )
     add_dataset_options(parser)
     parser.add_argument("--force", action="store_true", help="rebuild entries that are already current")
-    parser.add_argument("--no-prune", action="store_true",
-                        help="keep outdated entries of these takes (default: remove them)")
+    parser.add_argument(
+        "--no-prune", action="store_true", help="keep outdated entries of these takes (default: remove them)"
+    )
 
 
 @dataclass
@@ -69,8 +72,11 @@ def _cache_dir_problem(cache_dir: Path) -> str | None:
         if path.is_dir():
             return None
         if path.exists():
-            return (f"{cache_dir} is a file, not a directory" if path == cache_dir
-                    else f"{cache_dir}: {path} is a file, not a directory")
+            return (
+                f"{cache_dir} is a file, not a directory"
+                if path == cache_dir
+                else f"{cache_dir}: {path} is a file, not a directory"
+            )
     return None
 
 
@@ -88,15 +94,19 @@ def _takes(n: int) -> str:
     return f"{n} take" if n == 1 else f"{n} takes"
 
 
-def _stop(pool: ThreadPoolExecutor, futures: dict[Future, Path], tally: _Tally, progress: TakeProgress,
-          cache_dir: Path) -> None:
+def _stop(
+    pool: ThreadPoolExecutor, futures: dict[Future, Path], tally: _Tally, progress: TakeProgress, cache_dir: Path
+) -> None:
     """After Ctrl-C: cancels the takes not started and lets the running ones finish their entry;
     a second Ctrl-C leaves at once."""
     pool.shutdown(wait=False, cancel_futures=True)
     running = [f for f in futures if not f.done()]
     if running:
-        print(f"prepare: interrupted; finishing the {_takes(len(running))} being decoded "
-              f"(Ctrl-C again to leave at once)", file=sys.stderr, flush=True)
+        print(
+            f"prepare: interrupted; finishing the {_takes(len(running))} being decoded (Ctrl-C again to leave at once)",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         wait(running)
     except KeyboardInterrupt:
@@ -143,16 +153,20 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _stop(pool, futures, tally, progress, args.cache_dir)
         progress.close(" (interrupted)")
-        print(f"interrupted: prepared {tally.prepared}/{len(pairs)} takes in {args.cache_dir} "
-              f"({tally.built} built, {tally.current} already current; {tally.nbytes / 1e6:.1f} MB) "
-              f"in {time.perf_counter() - started:.1f} s; the others were not started")
+        print(
+            f"interrupted: prepared {tally.prepared}/{len(pairs)} takes in {args.cache_dir} "
+            f"({tally.built} built, {tally.current} already current; {tally.nbytes / 1e6:.1f} MB) "
+            f"in {time.perf_counter() - started:.1f} s; the others were not started"
+        )
         return 130
     pool.shutdown()
     progress.close()
     pruned = 0 if args.no_prune else cache.prune(pairs)
-    print(f"prepared {tally.prepared}/{len(pairs)} takes in {args.cache_dir} "
-          f"({tally.built} built, {tally.current} already current, {pruned} outdated removed; "
-          f"{tally.nbytes / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s")
+    print(
+        f"prepared {tally.prepared}/{len(pairs)} takes in {args.cache_dir} "
+        f"({tally.built} built, {tally.current} already current, {pruned} outdated removed; "
+        f"{tally.nbytes / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s"
+    )
     for wav, reason in tally.failed:
         print(f"failed: {wav}: {reason}", file=sys.stderr)
     return 1 if tally.failed else 0
