@@ -202,65 +202,40 @@ def _relative(path: str, root: Path) -> str:
         return path
 
 
+_COLUMNS = ["take", "rate", "ch", "dur s", "fps", "frames", "audio fr", "diff", "dropped", "out[0,1]", "lag", "r",
+            "windows"]  # fmt: skip
+
+
+def _pair_row(p: dict[str, Any], root: Path) -> list[str]:
+    no_lag = p["lag_frames"] is None
+    return [
+        _relative(str(Path(p["audio"]).with_suffix("")), root), str(p["sample_rate"]), str(p["channels"]),
+        f"{p['duration_s']:.2f}", "-" if p["fps"] is None else f"{p['fps']:.2f}", str(p["frames"]),
+        str(p["audio_frames"]), f"{p['mismatch']:+d}", str(p["dropped_frames"]), str(p["out_of_range"]),
+        "-" if no_lag else f"{p['lag_frames']:+d}", "-" if no_lag else f"{p['lag_r']:.2f}", str(p["windows"]),
+    ]  # fmt: skip
+
+
+def _error_line(e: dict[str, Any], root: Path) -> str:
+    line = f":{e['line']}" if e["line"] is not None else ""
+    return f"  {_relative(e['path'], root)}{line}: {e['reason']}"
+
+
 def format_report(report: dict[str, Any]) -> str:
+    """The report as the table, warnings, orphans, errors and a summary line."""
     root = Path(report["data_dir"])
     out = []
     pairs = report["pairs"]
     if pairs:
-        rows = [
-            [
-                "take",
-                "rate",
-                "ch",
-                "dur s",
-                "fps",
-                "frames",
-                "audio fr",
-                "diff",
-                "dropped",
-                "out[0,1]",
-                "lag",
-                "r",
-                "windows",
-            ]
-        ]
-        for p in pairs:
-            no_lag = p["lag_frames"] is None
-            rows.append(
-                [
-                    _relative(str(Path(p["audio"]).with_suffix("")), root),
-                    str(p["sample_rate"]),
-                    str(p["channels"]),
-                    f"{p['duration_s']:.2f}",
-                    "-" if p["fps"] is None else f"{p['fps']:.2f}",
-                    str(p["frames"]),
-                    str(p["audio_frames"]),
-                    f"{p['mismatch']:+d}",
-                    str(p["dropped_frames"]),
-                    str(p["out_of_range"]),
-                    "-" if no_lag else f"{p['lag_frames']:+d}",
-                    "-" if no_lag else f"{p['lag_r']:.2f}",
-                    str(p["windows"]),
-                ]
-            )
-        out.append(_table(rows, right=set(range(1, 13))))
+        out.append(_table([_COLUMNS] + [_pair_row(p, root) for p in pairs], right=set(range(1, len(_COLUMNS)))))
         notes = [f"  {_relative(p['audio'], root)}: {w}" for p in pairs for w in p["warnings"]]
         if notes:
             out.append("warnings:\n" + "\n".join(notes))
     if report["orphans"]:
-        out.append(
-            "orphans (no partner, not used):\n" + "\n".join(f"  {_relative(o, root)}" for o in report["orphans"])
-        )
+        orphans = "\n".join(f"  {_relative(o, root)}" for o in report["orphans"])
+        out.append("orphans (no partner, not used):\n" + orphans)
     if report["errors"]:
-        out.append(
-            "errors:\n"
-            + "\n".join(
-                f"  {_relative(e['path'], root)}"
-                + (f":{e['line']}" if e["line"] is not None else "")
-                + f": {e['reason']}"
-                for e in report["errors"]
-            )
-        )
+        out.append("errors:\n" + "\n".join(_error_line(e, root) for e in report["errors"]))
     windows = sum(p["windows"] for p in pairs)
     out.append(
         f"{len(pairs)} takes ok, {len(report['errors'])} errors, {len(report['orphans'])} orphans; "
