@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from torch.utils.data import DataLoader
+
 from koemorph_data import ARKIT_BLENDSHAPES, AdaptiveSequentialDataset, SequentialKoeMorphDataset
 from koemorph_data.blendshapes import POSE_NAMES, read_blendshapes
 from koemorph_data.errors import DataFormatError
-from torch.utils.data import DataLoader
 
 SR, FPS = 16000, 30
 WINDOW, STRIDE = 32, 8
