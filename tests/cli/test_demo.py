@@ -50,37 +50,29 @@ def _delivered_line(args: list[str]) -> str:
     return next(line for line in proc.stdout.splitlines() if line.startswith("delivered "))
 
 
-def _worker_blocks(windows: int, workers: int) -> list[int]:
-    """A DataLoader worker's contiguous block of the epoch: as even as possible, longer ones first."""
-    base, extra = divmod(windows, workers)
-    return [base + (w < extra) for w in range(workers)]
-
-
 def test_demo_says_why_drop_last_delivered_fewer_windows_than_the_epoch():
     epoch = SequentialKoeMorphDataset(koemorph_data.SAMPLE_DATA_DIR, loop_dataset=False).num_windows()
     batch = 4
     assert epoch % batch, "the sample must leave a partial batch for this test to mean anything"
-
-    line = _delivered_line(["--num-workers", "0", "--batch-size", str(batch)])
     full = epoch // batch
-    assert line.startswith(f"delivered {full} batches = {full * batch} windows in ")
-    assert line.endswith(
-        f"; the epoch has {epoch} windows: the last {epoch % batch} did not fill a batch of {batch} (drop_last=True)"
-    )
-
-    # Two workers: each batches its own block, and each drops its own partial batch.
-    blocks = _worker_blocks(epoch, 2)
-    full = sum(b // batch for b in blocks)
-    line = _delivered_line(["--num-workers", "2", "--batch-size", str(batch)])
-    assert line.startswith(f"delivered {full} batches = {full * batch} windows in ")
-    if blocks[0] == blocks[1]:
-        why = f"the 2 workers each batch their own block of {blocks[0]}, and the last {blocks[0] % batch} of each"
-    else:
-        why = (
-            f"the 2 workers batch their own blocks of {blocks[0]}, {blocks[1]}, and the last "
-            f"{blocks[0] % batch}, {blocks[1] % batch} of them"
+    # Whole batches are dealt to the workers, so with any number of workers only the epoch's
+    # last, partial batch is missing.
+    for workers in ("0", "2"):
+        line = _delivered_line(["--num-workers", workers, "--batch-size", str(batch)])
+        assert line.startswith(f"delivered {full} batches = {full * batch} windows in ")
+        assert line.endswith(
+            f"; the epoch has {epoch} windows: the last {epoch % batch} did not fill a batch of {batch} "
+            "(drop_last=True)"
         )
-    assert line.endswith(f"; the epoch has {epoch} windows: {why} did not fill a batch of {batch} (drop_last=True)")
+
+
+def test_demo_batches_follow_each_take_in_order_with_workers():
+    proc = subprocess.run(_demo_command() + ["demo"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("batch ")]
+    starts = [[int(w.split("@")[1]) for w in line.split("windows ")[1].split(";")[0].split(", ")] for line in lines]
+    # Stride 1, batch 4, 2 workers: batch b holds windows 4b .. 4b+3 of the first take, as with num_workers=0.
+    assert starts == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
 
 
 def test_demo_says_nothing_is_missing_when_every_window_fills_a_batch():
