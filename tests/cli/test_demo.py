@@ -49,12 +49,6 @@ def _delivered_line(args: list[str]) -> str:
     return next(line for line in proc.stdout.splitlines() if line.startswith("delivered "))
 
 
-def _worker_blocks(windows: int, workers: int) -> list[int]:
-    """A DataLoader worker's contiguous block of the epoch: as even as possible, longer ones first."""
-    base, extra = divmod(windows, workers)
-    return [base + (w < extra) for w in range(workers)]
-
-
 def test_demo_says_why_drop_last_delivered_fewer_windows_than_the_epoch():
     epoch = SequentialKoeMorphDataset(koemorph_data.SAMPLE_DATA_DIR, loop_dataset=False).num_windows()
     batch = 4
@@ -67,19 +61,26 @@ def test_demo_says_why_drop_last_delivered_fewer_windows_than_the_epoch():
         f"; the epoch has {epoch} windows: the last {epoch % batch} did not fill a batch of {batch} (drop_last=True)"
     )
 
-    # Two workers: each batches its own block, and each drops its own partial batch.
-    blocks = _worker_blocks(epoch, 2)
-    full = sum(b // batch for b in blocks)
+    # Two workers: the dataset has the DataLoader's batch size, so the workers deal whole
+    # batches and, as in-process, only the epoch's last partial batch is dropped.
     line = _delivered_line(["--num-workers", "2", "--batch-size", str(batch)])
     assert line.startswith(f"delivered {full} batches = {full * batch} windows in ")
-    if blocks[0] == blocks[1]:
-        why = f"the 2 workers each batch their own block of {blocks[0]}, and the last {blocks[0] % batch} of each"
-    else:
-        why = (
-            f"the 2 workers batch their own blocks of {blocks[0]}, {blocks[1]}, and the last "
-            f"{blocks[0] % batch}, {blocks[1] % batch} of them"
-        )
-    assert line.endswith(f"; the epoch has {epoch} windows: {why} did not fill a batch of {batch} (drop_last=True)")
+    assert line.endswith(
+        f"; the epoch has {epoch} windows: the last {epoch % batch} did not fill a batch of {batch} (drop_last=True)"
+    )
+
+
+def test_demo_batches_are_whole_and_warning_free():
+    """The first command of the README shows the recommended configuration: no library warning,
+    and with workers the batches come in the in-process order (one take per batch at the start)."""
+    proc = subprocess.run(_demo_command() + ["demo"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr, proc.stderr
+    ordered = subprocess.run(
+        _demo_command() + ["demo", "--num-workers", "0"], capture_output=True, text=True, timeout=300
+    )
+    rows = [line.split(";")[0] for line in proc.stdout.splitlines() if line.startswith("batch ")]
+    assert rows == [line.split(";")[0] for line in ordered.stdout.splitlines() if line.startswith("batch ")]
 
 
 def test_demo_says_nothing_is_missing_when_every_window_fills_a_batch():

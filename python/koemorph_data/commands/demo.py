@@ -1,4 +1,4 @@
-"""``koemorph-data demo``: the design document's DataLoader over the bundled sample."""
+"""``koemorph-data demo``: the Quick start's DataLoader configuration over the bundled sample."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from .. import ARKIT_BLENDSHAPES, SAMPLE_DATA_DIR, AdaptiveSequentialDataset, SequentialKoeMorphDataset, _core
+from .. import ARKIT_BLENDSHAPES, SAMPLE_DATA_DIR, AdaptiveSequentialDataset, SequentialKoeMorphDataset
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -21,8 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="a dataset directory (default: the sample shipped with the package)",
     )
     parser.add_argument("--stride", type=int, default=1, help="stride_frames (default 1: every transition)")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=4, help="batch size (default 4; also the dataset's)")
+    parser.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes (default 2)")
     parser.add_argument("--max-batches", type=int, default=None, help="stop after this many batches")
 
 
@@ -36,34 +36,28 @@ def _describe(batch: dict) -> str:
     return ", ".join(parts)
 
 
-def shortfall(epoch_windows: int, delivered: int, batch_size: int, workers: int) -> str:
+_DID_NOT_FILL = " did not fill a batch of {} (drop_last=True)"
+
+
+def shortfall(epoch_windows: int, delivered: int, batch_size: int) -> str:
     """Why a full epoch delivered fewer than ``epoch_windows`` with ``drop_last=True`` ("" if it did not).
 
-    Each DataLoader worker batches its own block of the epoch (the blocks the dataset cuts), so
-    each drops the end of its block that does not fill a batch.
+    The dataset is given the DataLoader's batch size, so the workers deal whole batches of the
+    epoch in order and only the epoch's last, partial batch is dropped, with any ``num_workers``.
     """
     if delivered >= epoch_windows:
         return ""
-    workers = max(workers, 1)
-    blocks = [_core.worker_block(epoch_windows, w, workers)[1] for w in range(workers)]
-    rests = [block % batch_size for block in blocks]
-    head = f"; the epoch has {epoch_windows} windows: "
-    tail = f" did not fill a batch of {batch_size} (drop_last=True)"
-    if sum(rests) != epoch_windows - delivered:  # not a complete pass; nothing to explain
+    rest = epoch_windows % batch_size
+    if rest != epoch_windows - delivered:  # not a complete pass; nothing to explain
         return f"; the epoch has {epoch_windows} windows"
-    if workers == 1:
-        return f"{head}the last {rests[0]}{tail}"
-    if len(set(blocks)) == 1:
-        each = f"each batch their own block of {blocks[0]}, and the last {rests[0]} of each"
-        return f"{head}the {workers} workers {each}{tail}"
-    return (
-        f"{head}the {workers} workers batch their own blocks of {', '.join(map(str, blocks))}, "
-        f"and the last {', '.join(map(str, rests))} of them{tail}"
-    )
+    return f"; the epoch has {epoch_windows} windows: the last {rest}{_DID_NOT_FILL.format(batch_size)}"
 
 
 def run(args: argparse.Namespace) -> int:
-    dataset = SequentialKoeMorphDataset(args.data_dir, stride_frames=args.stride, loop_dataset=False)
+    # batch_size: the workers deal whole batches, in the same order as num_workers=0.
+    dataset = SequentialKoeMorphDataset(
+        args.data_dir, stride_frames=args.stride, loop_dataset=False, batch_size=args.batch_size
+    )
     print(
         f"dataset {args.data_dir}: {len(dataset.file_pairs)} takes, "
         f"{int(dataset.usable_frames.sum())} usable frames at {dataset.target_fps} fps, "
@@ -105,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         + (
             f"; stopped by --max-batches {args.max_batches}"
             if stopped
-            else shortfall(dataset.num_windows(), windows, args.batch_size, args.num_workers)
+            else shortfall(dataset.num_windows(), windows, args.batch_size)
         )
     )
     print("per take: " + ", ".join(f"{k} {v}" for k, v in sorted(seen.items())))
