@@ -15,7 +15,7 @@ from .errors import DataFormatError, UserError
 
 # name -> (module under koemorph_data.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("demo", "stream the bundled sample dataset through the design document's DataLoader"),
+    "demo": ("demo", "stream the bundled sample dataset through a DataLoader (batch 4, 2 workers)"),
     "prepare": ("prepare", "decode a dataset once into the memory-mapped prepared cache (parallel)"),
     "inspect": ("inspect", "check a dataset: per-take rates, frame counts, sync mismatches, errors (--json)"),
     "plot": ("plot", "plot a take's loudness against jawOpen and the lag that maximises their correlation"),
@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="koemorph-data", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="koemorph-data", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():

@@ -1,4 +1,4 @@
-"""``koemorph-data demo``: the design document's DataLoader over the bundled sample."""
+"""``koemorph-data demo``: the Quick start's DataLoader configuration over the bundled sample."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="a dataset directory (default: the sample shipped with the package)",
     )
     parser.add_argument("--stride", type=int, default=1, help="stride_frames (default 1: every transition)")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=4, help="batch size (default 4; also the dataset's)")
+    parser.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes (default 2)")
     parser.add_argument("--max-batches", type=int, default=None, help="stop after this many batches")
 
 
@@ -36,23 +36,25 @@ def _describe(batch: dict) -> str:
     return ", ".join(parts)
 
 
+_DID_NOT_FILL = " did not fill a batch of {} (drop_last=True)"
+
+
 def shortfall(epoch_windows: int, delivered: int, batch_size: int) -> str:
     """Why a full epoch delivered fewer than ``epoch_windows`` with ``drop_last=True`` ("" if it did not).
 
-    The dataset deals whole batches to the DataLoader's workers (``batch_size=``), so only the
-    epoch's last, partial batch is dropped, whatever the number of workers.
+    The dataset is given the DataLoader's batch size, so the workers deal whole batches of the
+    epoch in order and only the epoch's last, partial batch is dropped, with any ``num_workers``.
     """
     if delivered >= epoch_windows:
         return ""
     rest = epoch_windows % batch_size
-    if epoch_windows - delivered != rest:  # not a complete pass; nothing to explain
+    if rest != epoch_windows - delivered:  # not a complete pass; nothing to explain
         return f"; the epoch has {epoch_windows} windows"
-    why = f"the last {rest} did not fill a batch of {batch_size} (drop_last=True)"
-    return f"; the epoch has {epoch_windows} windows: {why}"
+    return f"; the epoch has {epoch_windows} windows: the last {rest}{_DID_NOT_FILL.format(batch_size)}"
 
 
 def run(args: argparse.Namespace) -> int:
-    # batch_size on the dataset: workers deal whole batches, in the order num_workers=0 gives.
+    # batch_size: the workers deal whole batches, in the same order as num_workers=0.
     dataset = SequentialKoeMorphDataset(
         args.data_dir, stride_frames=args.stride, loop_dataset=False, batch_size=args.batch_size
     )
