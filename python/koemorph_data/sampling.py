@@ -123,7 +123,7 @@ class AdaptiveStride:
         if self.schedule == "linear":
             progress = min(1.0, epoch / max(1, self.max_epochs - 1)) if self.koemorph else epoch / self.max_epochs
             return max(final, int(initial - progress * (initial - final)))
-        # "step": the design document's table, boundaries at 20%, 50% and 80% of max_epochs.
+        # "step": the original design's table, boundaries at 20%, 50% and 80% of max_epochs.
         if epoch * 10 < 2 * self.max_epochs:
             return max(final, initial)
         if epoch * 10 < 5 * self.max_epochs:

@@ -16,7 +16,7 @@ class Timing:
     """Audio rate, blendshape rate and the alignment rule between them.
 
     ``"exact"``: frame f starts at sample ``floor(f * sample_rate / target_fps)`` (computed in
-    integers, no drift); ``"hop"``: at ``f * hop_length`` (the design document's rule).
+    integers, no drift); ``"hop"``: at ``f * hop_length`` (the original design's rule, and KoeMorph's).
     """
 
     sample_rate: int
