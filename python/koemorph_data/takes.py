@@ -8,7 +8,6 @@ usable frame count, and ``skipped`` is complete in the training process.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from . import cache as _cache
 from .audio import audio_info
 from .blendshapes import LabelFormat
 from .errors import DataFormatError
+from .storage import find_file_pairs
 from .timing import Timing
 
 logger = logging.getLogger("koemorph_data")
@@ -36,53 +36,6 @@ class TakeInfo:
     source_fps: float | None
     usable_frames: int  # min of the two: what windows are cut from
     has_pose: bool = False  # rows carry the head/eye pose
-
-
-def _walk(root: Path, suffix: str) -> list[Path]:
-    """All files under root with this suffix, following directory symlinks without looping."""
-    found: list[Path] = []
-    seen_dirs: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        try:
-            st = os.stat(dirpath)
-        except OSError:
-            dirnames[:] = []
-            continue
-        key = (st.st_dev, st.st_ino)
-        if key in seen_dirs:  # a symlink loop or a second link to a directory already walked
-            logger.warning("not descending into %s again (directory symlink loop)", dirpath)
-            dirnames[:] = []
-            continue
-        seen_dirs.add(key)
-        for name in filenames:
-            if name.endswith(suffix):
-                found.append(Path(dirpath) / name)
-    return found
-
-
-def find_file_pairs(data_dir: str | Path) -> tuple[list[tuple[Path, Path]], list[Path]]:
-    """``(pairs, orphans)``: every ``**/*.wav`` with its ``.jsonl`` beside it, sorted as Python
-    sorts Path objects, and the wavs without a jsonl and jsonls without a wav."""
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise ValueError(f"data_dir {root} is not a directory")
-    wavs = _walk(root, ".wav")
-    jsonls = set(_walk(root, ".jsonl"))
-    pairs: list[tuple[Path, Path]] = []
-    orphans: list[Path] = []
-    for wav in wavs:
-        jsonl = wav.with_suffix(".jsonl")
-        if jsonl in jsonls:
-            pairs.append((wav, jsonl))
-            jsonls.discard(jsonl)
-        else:
-            orphans.append(wav)
-    orphans.extend(jsonls)
-    for orphan in sorted(orphans):
-        logger.warning(
-            "%s has no partner (%s missing); ignored", orphan, ".jsonl" if orphan.suffix == ".wav" else ".wav"
-        )
-    return sorted(pairs), sorted(orphans)
 
 
 def validate_take(
