@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from .errors import StorageError
 
@@ -130,6 +130,10 @@ class TakeSource:
         """The whole content of one object."""
         raise NotImplementedError
 
+    def open(self, rel: PurePosixPath | str) -> BinaryIO:
+        """The object as a binary file (reads fetch only what is read: a wav header)."""
+        raise NotImplementedError
+
     def name(self, rel: PurePosixPath | str) -> str:
         """The object's name in messages: its local path or full URL."""
         rel = PurePosixPath(rel).as_posix()
@@ -161,6 +165,9 @@ class LocalSource(TakeSource):
 
     def read_bytes(self, rel: PurePosixPath | str) -> bytes:
         return Path(self.path(rel)).read_bytes()
+
+    def open(self, rel: PurePosixPath | str) -> BinaryIO:
+        return open(self.path(rel), "rb")
 
     def name(self, rel: PurePosixPath | str) -> str:
         return str(self.path(rel))
@@ -236,13 +243,17 @@ class RemoteSource(TakeSource):
     def relative(self, path: PurePosixPath | Path) -> PurePosixPath:
         return PurePosixPath(path).relative_to(self.base)
 
-    def _call(self, what: str, rel: PurePosixPath | str, call: Callable[..., T], *args: Any) -> T:
-        """``call(*args)`` under the deadline, retried with backoff; StorageError naming the object."""
-        kwargs = {"timeout": self.timeout} if getattr(self.fs, "async_impl", False) else {}
+    def _deadline(self) -> dict[str, Any]:
+        """The keyword giving a call on an asynchronous filesystem (s3fs, gcsfs, http) fsspec's
+        deadline; synchronous ones (memory, sftp, ...) rely on their own timeouts."""
+        return {"timeout": self.timeout} if getattr(self.fs, "async_impl", False) else {}
+
+    def _call(self, what: str, rel: PurePosixPath | str, call: Callable[[], T]) -> T:
+        """``call()`` retried with backoff; StorageError naming the object after the last attempt."""
         attempts = self.retries + 1
         for attempt in range(attempts):
             try:
-                return call(*args, **kwargs)
+                return call()
             except FileNotFoundError:
                 raise
             except Exception as exc:  # each backend has its own errors (botocore, aiohttp, ...)
@@ -257,7 +268,8 @@ class RemoteSource(TakeSource):
         raise AssertionError("unreachable")
 
     def list_pairs(self) -> tuple[list[RelPair], list[PurePosixPath]]:
-        found = self._call("listing", "", self.fs.find, self.base.as_posix(), None, False, True)
+        root = self.base.as_posix()
+        found = self._call("listing", "", lambda: self.fs.find(root, detail=True, **self._deadline()))
         self.listed = {}
         for name, info in found.items():
             if info.get("type", "file") == "file" and name.endswith((".wav", ".jsonl")):
@@ -268,11 +280,18 @@ class RemoteSource(TakeSource):
         return pair_up(wavs, jsonls, lambda wav: wav.with_suffix(".jsonl"))
 
     def stat(self, rel: PurePosixPath | str) -> ObjectStat:
-        info = self._call("stat", rel, self.fs.info, self.path(rel).as_posix())
+        path = self.path(rel).as_posix()
+        info = self._call("stat", rel, lambda: self.fs.info(path, **self._deadline()))
         return ObjectStat(int(info.get("size") or 0), _version(info))
 
     def read_bytes(self, rel: PurePosixPath | str) -> bytes:
-        return self._call("read", rel, self.fs.cat_file, self.path(rel).as_posix())
+        path = self.path(rel).as_posix()
+        return self._call("read", rel, lambda: self.fs.cat_file(path, **self._deadline()))
+
+    def open(self, rel: PurePosixPath | str) -> BinaryIO:
+        path = self.path(rel).as_posix()
+        # Read in small blocks: a header read fetches a few KiB, not the whole object.
+        return self._call("open", rel, lambda: self.fs.open(path, "rb", block_size=1 << 16))
 
 
 def open_root(

@@ -202,28 +202,16 @@ def _relative(path: str, root: Path) -> str:
         return path
 
 
+_COLUMNS = ("take", "rate", "ch", "dur s", "fps", "frames", "audio fr", "diff", "dropped", "out[0,1]", "lag", "r",
+            "windows")  # fmt: skip
+
+
 def format_report(report: dict[str, Any]) -> str:
     root = Path(report["data_dir"])
     out = []
     pairs = report["pairs"]
     if pairs:
-        rows = [
-            [
-                "take",
-                "rate",
-                "ch",
-                "dur s",
-                "fps",
-                "frames",
-                "audio fr",
-                "diff",
-                "dropped",
-                "out[0,1]",
-                "lag",
-                "r",
-                "windows",
-            ]
-        ]
+        rows = [list(_COLUMNS)]
         for p in pairs:
             no_lag = p["lag_frames"] is None
             rows.append(
