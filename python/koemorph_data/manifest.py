@@ -108,7 +108,8 @@ class Manifest:
         return str(self.header.get("timestamp_unit", "s"))
 
     def pairs(self) -> list[RelPair]:
-        return [(PurePosixPath(e.wav), PurePosixPath(e.jsonl)) for e in self.entries]
+        """(wav, jsonl) relative paths as the manifest's strings (no path parsing: 100,000 takes)."""
+        return [(e.wav, e.jsonl) for e in self.entries]  # type: ignore[misc]
 
 
 def _jsonl_facts(data: bytes, name: str, labels: LabelFormat) -> dict[str, Any]:
@@ -151,7 +152,7 @@ def describe_take(source: TakeSource, wav: PurePosixPath, jsonl: PurePosixPath, 
     return ManifestEntry(**base, rate=header.sample_rate, channels=header.channels, frames=header.frames, **facts)
 
 
-def _encode(header: Mapping[str, Any], entries: list[ManifestEntry]) -> bytes:
+def encode_manifest(header: Mapping[str, Any], entries: list[ManifestEntry]) -> bytes:
     lines = [json.dumps(dict(header), separators=(",", ":"))]
     for entry in entries:
         record = {k: v for k, v in asdict(entry).items() if v is not None or k.endswith("_version")}
@@ -203,7 +204,7 @@ def write_manifest(
     header = {"format": _FORMAT, "version": MANIFEST_VERSION, "takes": len(entries)}
     header["timestamp_unit"] = labels.timestamp_unit
     target = os.fspath(out) if out is not None else default_location(data_dir)
-    _write_bytes(target, _encode(header, entries), storage_options)
+    _write_bytes(target, encode_manifest(header, entries), storage_options)
     return target, Manifest(header, entries)
 
 
@@ -240,7 +241,7 @@ def read_manifest(location: str | os.PathLike[str], storage_options: Mapping[str
 
 def _listing_matches(source: TakeSource, manifest: Manifest, listing: tuple[list[RelPair], Any]) -> bool:
     """True when the listing holds exactly the manifest's takes, each object of the size recorded."""
-    if listing[0] != manifest.pairs():
+    if listing[0] != [(PurePosixPath(w), PurePosixPath(j)) for w, j in manifest.pairs()]:
         return False
     try:
         return all(

@@ -173,7 +173,7 @@ class LocalSource(TakeSource):
         return str(self.path(rel))
 
     def path(self, rel: PurePosixPath | str) -> Path:
-        return self.dir / PurePosixPath(rel)
+        return self.dir / rel
 
     def relative(self, path: PurePosixPath | Path) -> PurePosixPath:
         return PurePosixPath(Path(path).relative_to(self.dir).as_posix())
@@ -238,7 +238,7 @@ class RemoteSource(TakeSource):
         return state
 
     def path(self, rel: PurePosixPath | str) -> PurePosixPath:
-        return self.base / PurePosixPath(rel)
+        return self.base / rel
 
     def relative(self, path: PurePosixPath | Path) -> PurePosixPath:
         return PurePosixPath(path).relative_to(self.base)

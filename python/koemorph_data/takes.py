@@ -220,7 +220,7 @@ class TakeTable:
         """A take's info from the manifest, or by reading it (remote: its JSONL and wav header)."""
         timing = self.timing
         if entries is not None:
-            entry = entries[rel_wav.as_posix()]
+            entry = entries[rel_wav if isinstance(rel_wav, str) else rel_wav.as_posix()]
         elif self.source.remote:
             entry = describe_take(self.source, rel_wav, rel_jsonl, self.labels)
         else:
