@@ -217,16 +217,18 @@ class RemoteSource(TakeSource):
         self.timeout, self.retries, self.backoff = float(timeout), int(retries), float(backoff)
         self.protocol = url.split("://", 1)[0]
         self._fs: Any = None
+        self._pid = os.getpid()
         self.base = PurePosixPath(self.fs._strip_protocol(url).rstrip("/"))
         self.listed: dict[PurePosixPath, ObjectStat] = {}  # what the last listing saw
 
     @property
     def fs(self) -> Any:
-        if self._fs is None:
+        if self._fs is None or self._pid != os.getpid():  # a forked DataLoader worker opens its own
             import fsspec  # only data in object storage needs it
 
             options = _with_timeouts(self.protocol, self.storage_options, self.timeout)
             self._fs = fsspec.filesystem(self.protocol, **options)
+            self._pid = os.getpid()
             if self.protocol in ("s3", "s3a"):
                 self._fs.retries = 1  # s3fs's own retry loop: the source retries instead
         return self._fs
