@@ -72,3 +72,46 @@ __all__ = [
     "make_take",
     "make_dataset",
 ]
+
+
+# ---------------------------------------------------------------------------- object storage
+S3_KEYS = {"key": "testing", "secret": "testing"}
+
+
+def s3_options(endpoint: str) -> dict:
+    """s3fs storage_options for the loopback moto server (no credential lookup, no network)."""
+    return {**S3_KEYS, "client_kwargs": {"endpoint_url": endpoint, "region_name": "eu-west-1"}}
+
+
+def start_s3_server():
+    """A moto S3 server on 127.0.0.1 at a free port: ``(server, endpoint_url)``."""
+    pytest.importorskip("s3fs")
+    moto_server = pytest.importorskip("moto.server")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    return server, f"http://{host}:{port}"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """The endpoint of a moto S3 server running for the test session (stopped at its end)."""
+    server, endpoint = start_s3_server()
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def upload_dir(local: Path, endpoint: str, url: str) -> str:
+    """Copies a local directory to ``url`` (``s3://bucket/prefix``), making the bucket; returns url."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3_options(endpoint), skip_instance_cache=True)
+    bucket = url[len("s3://") :].split("/", 1)[0]
+    if not fs.exists(bucket):
+        fs.mkdir(bucket)
+    for path in sorted(Path(local).rglob("*")):
+        if path.is_file():
+            fs.pipe_file(f"{url.rstrip('/')}/{path.relative_to(local).as_posix()}", path.read_bytes())
+    return url

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -26,11 +28,13 @@ class AudioInfo:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
-def audio_info(path: str | Path, sample_rate: int) -> AudioInfo:
-    """Reads only the header; ``length`` follows soxr's rounding of the resampled length."""
+def audio_info(path: str | Path, sample_rate: int, *, file: BinaryIO | None = None) -> AudioInfo:
+    """Reads only the header; ``length`` follows soxr's rounding of the resampled length.
+    With ``file`` (an open binary file, e.g. a remote object) the header is read from it and
+    ``path`` only names it."""
     path = Path(path)
     try:
-        info = sf.info(str(path))
+        info = sf.info(file if file is not None else str(path))
     except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError/TypeError
         raise DataFormatError(
             f"{path}: unreadable audio: {exc}", path=str(path), reason=f"unreadable audio: {exc}"
@@ -43,16 +47,18 @@ def audio_info(path: str | Path, sample_rate: int) -> AudioInfo:
     return AudioInfo(path, info.samplerate, info.channels, info.frames, length)
 
 
-def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Decodes a file to float32 mono at ``sample_rate`` (channels averaged, soxr "HQ")."""
+def load_audio(path: str | Path, sample_rate: int, *, data: bytes | None = None) -> np.ndarray:
+    """Decodes a file to float32 mono at ``sample_rate`` (channels averaged, soxr "HQ"); with
+    ``data`` (the file's fetched bytes) those are decoded and ``path`` only names them."""
     path = Path(path)
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        source = io.BytesIO(data) if data is not None else str(path)
+        samples, rate = sf.read(source, dtype="float32", always_2d=True)
     except Exception as exc:
         raise DataFormatError(
             f"{path}: unreadable audio: {exc}", path=str(path), reason=f"unreadable audio: {exc}"
         ) from exc
-    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+    mono = samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1, dtype=np.float32)
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)

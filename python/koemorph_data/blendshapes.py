@@ -72,6 +72,15 @@ class LabelFormat:
         )
         return values, source_fps, rows, pose
 
+    def load_bytes(
+        self, data: bytes, name: str, target_fps: float
+    ) -> tuple[np.ndarray, float | None, int, np.ndarray | None]:
+        """``load`` of a fetched document; errors name ``name`` (its URL) and the line."""
+        values, _timestamps, source_fps, rows, pose = _core.load_blendshapes_bytes(
+            data, name, float(target_fps), self.blendshape_order, self.timestamp_unit
+        )
+        return values, source_fps, rows, pose
+
     def check_pose(self, path: str | Path, has_pose: bool) -> None:
         """DataFormatError naming the file when ``pose`` is required and the file has none."""
         if self.pose and not has_pose:

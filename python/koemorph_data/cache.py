@@ -21,19 +21,22 @@ training processes share the page cache instead of decoding again.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import threading
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import _core
-from .audio import audio_info, load_audio
+from .audio import AudioInfo, audio_info, load_audio
 from .blendshapes import LabelFormat
+from .errors import DataFormatError
+from .storage import ObjectStat, TakeSource
 
 #: Bumped whenever the stored layout or the decoding changes; old entries are then ignored.
 #: 2: ARKit order fixed (mouthRight 21, mouthLeft 22), pose stored, order and unit in the key.
@@ -58,9 +61,9 @@ class TakeArrays(NamedTuple):
 class SourceStamp:
     """What identifies one source file's content for the cache."""
 
-    path: str  # absolute
+    path: str  # absolute, or the object's URL
     size: int
-    mtime_ns: int
+    mtime_ns: int | str | None  # a local file's mtime in ns; an object's ETag (or mtime)
 
     @classmethod
     def of(cls, path: str | Path) -> SourceStamp:
@@ -206,6 +209,37 @@ class TakeCache:
         audio = load_audio(wav, self.sample_rate)
         if self._stamps(wav, jsonl) != before:
             return TakeArrays(audio, values, pose), False  # changed under us: correct now, not cacheable
+        return self._store(before, TakeArrays(audio, values, pose), header, source_fps, rows), True
+
+    def fill_fetched(
+        self,
+        source: TakeSource,
+        wav: PurePosixPath | str,
+        jsonl: PurePosixPath | str,
+        expected: tuple[ObjectStat, ObjectStat],
+    ) -> TakeArrays:
+        """A take in object storage: served from the cache (keyed by URL, size and ETag as the
+        listing or manifest saw them), else fetched, decoded and stored. DataFormatError naming
+        the object when it no longer has the size or ETag expected."""
+        stamps = tuple(SourceStamp(source.name(rel), st.size, st.version) for rel, st in zip((wav, jsonl), expected))
+        entry = self._lookup(*stamps)
+        if entry is not None:
+            try:
+                return entry.arrays()
+            except (OSError, ValueError):
+                pass  # damaged: fetch again
+        fetched = [_fetch(source, rel, st) for rel, st in zip((wav, jsonl), expected)]
+        wav_name, jsonl_name = stamps[0].path, stamps[1].path
+        values, source_fps, rows, pose = self.labels.load_bytes(fetched[1], jsonl_name, self.target_fps)
+        header = audio_info(wav_name, self.sample_rate, file=io.BytesIO(fetched[0]))
+        audio = load_audio(wav_name, self.sample_rate, data=fetched[0])
+        return self._store(stamps, TakeArrays(audio, values, pose), header, source_fps, rows)  # type: ignore[arg-type]
+
+    def _store(
+        self, before: tuple[SourceStamp, SourceStamp], arrays: TakeArrays, header: AudioInfo, source_fps, rows: int
+    ) -> TakeArrays:
+        """Writes a decoded take's entry (arrays first, record last) and returns its memory maps."""
+        audio, values, pose = arrays
         key = self._key(*before)
         base = self._base(before[0], key)
         meta = {
@@ -235,8 +269,7 @@ class TakeCache:
         if pose is not None:
             _atomic_write(base.with_name(base.name + _POSE), lambda f: np.save(f, pose, allow_pickle=False))
         _atomic_write(base.with_name(base.name + _META), lambda f: f.write(json.dumps(meta, indent=1).encode()))
-        entry = CacheEntry(base, meta)
-        return entry.arrays(), True
+        return CacheEntry(base, meta).arrays()
 
     def prune(self, current: list[tuple[Path, Path]]) -> int:
         """Removes entries of these takes' sources whose key is no longer current (an older
@@ -267,6 +300,20 @@ class TakeCache:
                         pass
                 removed += 1
         return removed
+
+
+def _fetch(source: TakeSource, rel: PurePosixPath | str, expected: ObjectStat) -> bytes:
+    """An object's bytes, checked against the size and ETag it was listed with."""
+    now = source.stat(rel)
+    data = source.read_bytes(rel) if now == expected or expected.version is None else None
+    if data is None or len(data) != expected.size or now.size != expected.size:
+        name = source.name(rel)
+        reason = (
+            f"changed since it was listed or the manifest was written (size {expected.size}, "
+            f"version {expected.version!r}; now size {now.size}, version {now.version!r})"
+        )
+        raise DataFormatError(f"{name}: {reason}", path=name, reason=reason)
+    return data
 
 
 def _atomic_write(path: Path, write) -> None:

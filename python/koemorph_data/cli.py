@@ -17,6 +17,7 @@ from .errors import DataFormatError, UserError
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "stream the bundled sample dataset through a DataLoader (batch 4, 2 workers)"),
     "prepare": ("prepare", "decode a dataset once into the memory-mapped prepared cache (parallel)"),
+    "manifest": ("manifest", "write the take manifest that lets datasets start without opening any take"),
     "inspect": ("inspect", "check a dataset: per-take rates, frame counts, sync mismatches, errors (--json)"),
     "plot": ("plot", "plot a take's loudness against jawOpen and the lag that maximises their correlation"),
     "import-livelink": ("import_livelink", "convert a Live Link Face CSV + audio into a 30 fps take"),

@@ -42,7 +42,16 @@ logger = logging.getLogger("koemorph_data")
 
 _COMMON_PARAMETERS = """
     :param data_dir: directory searched recursively for takes: every ``*.wav`` with its
-        same-stem ``.jsonl`` beside it.
+        same-stem ``.jsonl`` beside it; or an fsspec URL (``s3://bucket/prefix``, ``gs://``,
+        ``memory://``; ``file://`` is a local path), which needs ``cache_dir``: each take is
+        fetched by the process that first reads it and decoded into the prepared cache.
+    :param storage_options: fsspec filesystem options for a URL ``data_dir`` (credentials,
+        ``client_kwargs={"endpoint_url": ...}``); ignored for local paths.
+    :param manifest: a manifest written by ``koemorph-data manifest`` (path or URL): the takes
+        and their counts are taken from it without opening any take, and a take whose size
+        (or ETag) differs from it is a DataFormatError when read. None: ``data_dir``'s
+        ``koemorph-manifest.jsonl.gz`` when it lists exactly the takes found, with their sizes;
+        False: never a manifest.
     :param window_frames: window length in blendshape frames (256 = 8.5 s at 30 fps).
     :param sample_rate: audio rate the windows are delivered at (other rates are resampled).
     :param target_fps: blendshape rate the windows are delivered at (other rates are converted).
@@ -189,7 +198,7 @@ def _describe(ds: WindowDataset) -> str:
 _PASSED = (
     "window_frames", "sample_rate", "target_fps", "shuffle_files", "loop_dataset", "seed", "epoch", "on_error",
     "rank", "world_size", "drop_uneven", "lanes", "cache_dir", "augment", "max_cached_takes",
-    "worker_sharing_strategy", "batch_size", "tail", "shuffle",
+    "worker_sharing_strategy", "batch_size", "tail", "shuffle", "storage_options", "manifest",
 )  # fmt: skip
 _SPLIT = ("split", "val_fraction", "test_fraction", "split_by", "split_seed", "max_files")
 
@@ -242,6 +251,8 @@ class WindowDataset(KoeMorphNames, IterableDataset):
         worker_sharing_strategy: str | None,
         select: Any = None,
         labels: LabelFormat | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        manifest: Any = None,
         **sampling: Any,
     ) -> None:
         super().__init__()
@@ -257,22 +268,20 @@ class WindowDataset(KoeMorphNames, IterableDataset):
         )
         self.timing = Timing(int(sample_rate), int(target_fps), alignment)
         check_sampling(**{k: sampling[k] for k in ("seed", "epoch", "rank", "world_size", "lanes")})  # before I/O
-        self.data_dir = Path(data_dir)
         self.window_frames = int(window_frames)
         self.on_error = on_error
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.worker_sharing_strategy = worker_sharing_strategy
         pad = sampling.get("tail", "drop") == "pad"
         self.takes = TakeTable(
-            self.data_dir,
+            data_dir,
             timing=self.timing,
             window_frames=self.window_frames,
             on_error=on_error,
             cache_dir=self.cache_dir,
-            select=select,
-            short_takes=pad,
-            labels=labels,
+            **dict(select=select, short_takes=pad, labels=labels, storage_options=storage_options, manifest=manifest),
         )
+        self.data_dir = self.takes.data_dir  # a Path, or the URL as given
         self.sampler = WindowSampler(
             self.takes.frames, window_frames=self.window_frames, stride=stride, timing=self.timing, **sampling
         )
@@ -514,6 +523,8 @@ class SequentialKoeMorphDataset(WindowDataset):
         blendshape_order: BlendshapeOrder = "live_link",
         timestamp_unit: str = "s",
         pose: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
+        manifest: str | Path | bool | None = None,
     ) -> None:
         check_positive(stride_frames=stride_frames)
         self.stride_frames = int(stride_frames)
@@ -583,6 +594,8 @@ class AdaptiveSequentialDataset(WindowDataset):
         blendshape_order: BlendshapeOrder = "live_link",
         timestamp_unit: str = "s",
         pose: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
+        manifest: str | Path | bool | None = None,
     ) -> None:
         schedule = AdaptiveStride(
             stride_mode,

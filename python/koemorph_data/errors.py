@@ -35,3 +35,19 @@ class UserError(Exception):
     def __init__(self, message: str, status: int = 1) -> None:
         super().__init__(message)
         self.status = status
+
+
+class StorageError(OSError):
+    """A request to the store holding the takes failed (after its retries) or timed out;
+    ``url`` names the object."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+    def __reduce__(self):  # keep url when raised inside a DataLoader worker
+        return (_rebuild_storage, (self.args[0], self.url))
+
+
+def _rebuild_storage(message, url):
+    return StorageError(message, url=url)

@@ -16,7 +16,7 @@ from pathlib import Path, PurePath, PurePosixPath
 SPLITS = ("train", "val", "test")
 SPLIT_BY = ("take", "speaker")
 
-Pair = tuple[Path, Path]
+Pair = tuple[PurePath, PurePath]  # a take (wav, jsonl) relative to the data directory
 
 
 def split_key(relative_path: str | PurePath, split_by: str = "take") -> str:
@@ -83,19 +83,20 @@ def pair_selector(
     split_seed: int,
     max_files: int | None,
 ) -> Callable[[Sequence[Pair]], list[Pair]]:
-    """The takes a dataset keeps of the sorted pairs it found: the first ``max_files`` (all
-    when None or 0, as KoeMorph's datasets do), then those of ``split`` (all when None)."""
+    """The takes a dataset keeps of the sorted pairs it found (relative to ``data_dir``): the
+    first ``max_files`` (all when None or 0, as KoeMorph's datasets do), then those of
+    ``split`` (all when None)."""
     check_split_options(
         split=split, val_fraction=val_fraction, test_fraction=test_fraction, split_by=split_by, max_files=max_files
     )
-    root = Path(data_dir)
+    root = data_dir
 
     def select(pairs: Sequence[Pair]) -> list[Pair]:
         kept = list(pairs[: int(max_files)] if max_files else pairs)
         if split is None:
             return kept
         options = dict(val_fraction=val_fraction, test_fraction=test_fraction, split_by=split_by)
-        chosen = [p for p in kept if split_of(p[0].relative_to(root), split_seed=split_seed, **options) == split]
+        chosen = [p for p in kept if split_of(p[0], split_seed=split_seed, **options) == split]
         if not chosen:
             raise ValueError(
                 f"split={split!r} holds none of the {len(kept)} takes under {root} "

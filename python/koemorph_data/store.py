@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .audio import load_audio
-from .cache import TakeArrays, load_take
+from .cache import TakeArrays, TakeCache, load_take
 from .errors import DataFormatError
 from .lru import BoundedCache
 from .takes import TakeTable
@@ -58,7 +58,11 @@ class TakeStore:
         info = self.table.infos[file_index]
         assert info is not None, "a skipped take has no windows"
         timing, cache_dir, labels = self.table.timing, self.table.cache_dir, self.table.labels
-        if cache_dir is not None:
+        source, stamps = self.table.source, self.table.stamps[file_index]
+        if source.remote and cache_dir is not None and stamps is not None:  # fetched into the cache
+            cache = TakeCache(cache_dir, timing.sample_rate, timing.target_fps, labels)
+            audio, values, pose = cache.fill_fetched(source, source.relative(wav), source.relative(jsonl), stamps)
+        elif cache_dir is not None:
             audio, values, pose = load_take(
                 cache_dir, wav, jsonl, sample_rate=timing.sample_rate, target_fps=timing.target_fps, labels=labels
             )

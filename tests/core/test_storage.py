@@ -1,0 +1,100 @@
+"""storage.py: local and fsspec roots list the same takes; remote requests are bounded."""
+
+from __future__ import annotations
+
+import pickle
+import time
+import uuid
+from pathlib import Path, PurePosixPath
+
+import pytest
+from conftest import s3_options, start_s3_server, upload_dir
+
+from koemorph_data.errors import StorageError
+from koemorph_data.storage import LocalSource, RemoteSource, find_file_pairs, is_remote, open_root
+from koemorph_data.synthetic import make_dataset
+
+
+@pytest.fixture(scope="module")
+def messy_dir(tmp_path_factory) -> Path:
+    """Takes in subdirectories plus an orphan of each kind."""
+    root = tmp_path_factory.mktemp("messy")
+    make_dataset(root, takes=4, seconds=1.0, subdirs=True, seed=3)
+    (root / "lonely.wav").write_bytes(b"RIFF")
+    (root / "sub-x").mkdir()
+    (root / "sub-x" / "alone.jsonl").write_text("{}\n")
+    return root
+
+
+def test_url_detection():
+    assert is_remote("s3://b/p") and is_remote("memory://x") and is_remote("gs://b")
+    assert not is_remote("/data/takes") and not is_remote("file:///data") and not is_remote(Path("s3:/x"))
+
+
+def test_local_source_is_find_file_pairs_relative(messy_dir):
+    source = open_root(messy_dir)
+    assert isinstance(source, LocalSource)
+    pairs, orphans = source.list_pairs()
+    abs_pairs, abs_orphans = find_file_pairs(messy_dir)
+    assert [(source.path(w), source.path(j)) for w, j in pairs] == abs_pairs
+    assert [source.path(o) for o in orphans] == abs_orphans
+    assert all(isinstance(w, PurePosixPath) and not w.is_absolute() for w, _ in pairs)
+    st = source.stat(pairs[0][0])
+    assert st.size == (messy_dir / pairs[0][0]).stat().st_size and isinstance(st.version, int)
+    assert source.read_bytes(pairs[0][1]) == (messy_dir / pairs[0][1]).read_bytes()
+    assert isinstance(open_root(f"file://{messy_dir}"), LocalSource)
+
+
+def test_memory_source_lists_like_local(messy_dir):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    prefix = f"/takes-{uuid.uuid4().hex[:8]}"
+    for path in messy_dir.rglob("*"):
+        if path.is_file():
+            fs.pipe_file(f"{prefix}/{path.relative_to(messy_dir).as_posix()}", path.read_bytes())
+    source = open_root(f"memory://{prefix}")
+    assert isinstance(source, RemoteSource)
+    assert source.list_pairs() == open_root(messy_dir).list_pairs()
+    rel = source.list_pairs()[0][0][1]
+    assert source.read_bytes(rel) == (messy_dir / rel).read_bytes()
+    assert source.stat(rel).size == (messy_dir / rel).stat().st_size
+
+
+def test_s3_source_lists_stats_and_reads(messy_dir, s3_endpoint):
+    url = upload_dir(messy_dir, s3_endpoint, f"s3://bucket-{uuid.uuid4().hex[:8]}/team/takes")
+    source = open_root(url, s3_options(s3_endpoint), timeout=5, retries=1, backoff=0.01)
+    pairs, orphans = source.list_pairs()
+    assert (pairs, orphans) == open_root(messy_dir).list_pairs()
+    wav = pairs[-1][0]
+    assert source.read_bytes(wav) == (messy_dir / wav).read_bytes()
+    st = source.stat(wav)
+    assert st.size == (messy_dir / wav).stat().st_size
+    assert isinstance(st.version, str) and st.version  # the ETag
+    assert source.listed[wav] == st  # the listing saw the same size and ETag
+    assert source.name(wav) == f"{url}/{wav.as_posix()}"
+    clone = pickle.loads(pickle.dumps(source))  # a DataLoader worker opens its own filesystem
+    assert clone.read_bytes(wav) == source.read_bytes(wav)
+    with pytest.raises(FileNotFoundError):
+        source.read_bytes("nope.wav")
+
+
+def test_stopped_server_fails_fast_naming_the_object(messy_dir):
+    server, endpoint = start_s3_server()
+    try:
+        url = upload_dir(messy_dir, endpoint, "s3://gone/takes")
+        source = open_root(url, s3_options(endpoint), timeout=2, retries=2, backoff=0.05)
+        rel = source.list_pairs()[0][0][0]
+    finally:
+        server.stop()
+    started = time.monotonic()
+    with pytest.raises(StorageError, match=r"s3://gone/takes/.*\.wav: read failed after 3 attempt\(s\)") as info:
+        source.read_bytes(rel)
+    assert info.value.url == f"{url}/{rel.as_posix()}"
+    assert time.monotonic() - started < 10  # 3 attempts, 0.05 + 0.1 s of backoff: no hang
+    assert pickle.loads(pickle.dumps(info.value)).url == info.value.url
+
+
+def test_bad_policy_is_a_value_error():
+    with pytest.raises(ValueError, match="timeout"):
+        open_root("memory://x", timeout=0)
