@@ -48,6 +48,24 @@ pub fn needs_conversion(source_fps: Option<f64>, target_fps: f64) -> bool {
     }
 }
 
+/// A step between consecutive timestamps longer than this many target frame periods is a gap:
+/// rows the capture dropped (the threshold `koemorph-data inspect` counts dropped frames with).
+pub const GAP_PERIODS: f64 = 1.5;
+
+/// True when some step between consecutive timestamps is longer than `GAP_PERIODS` target
+/// periods.
+pub fn has_gap(timestamps: &[f64], target_fps: f64) -> bool {
+    let longest = GAP_PERIODS / target_fps;
+    timestamps.windows(2).any(|w| w[1] - w[0] > longest)
+}
+
+/// True when the track is resampled onto the target grid: its rate needs conversion, or it is
+/// at the target rate but has a gap (rows used as they are would put every frame after the gap
+/// early against the audio by the rows dropped). Otherwise the rows are the frames.
+pub fn needs_resampling(timestamps: &[f64], target_fps: f64) -> bool {
+    needs_conversion(detect_fps(timestamps), target_fps) || has_gap(timestamps, target_fps)
+}
+
 /// Last target frame index: floor(span * target_fps + 1e-9).
 fn last_frame_index(span: f64, target_fps: f64) -> usize {
     let k = (span * target_fps + EPS).floor();
@@ -59,9 +77,10 @@ fn last_frame_index(span: f64, target_fps: f64) -> usize {
 }
 
 /// Number of target frames after conversion: floor(span * target_fps + 1e-9) + 1 where
-/// span = last - first timestamp (rows count if no conversion is needed; 0 for no rows).
+/// span = last - first timestamp (rows count if no resampling is needed, see `needs_resampling`;
+/// 0 for no rows).
 pub fn conformed_frame_count(timestamps: &[f64], target_fps: f64) -> usize {
-    if timestamps.is_empty() || !needs_conversion(detect_fps(timestamps), target_fps) {
+    if timestamps.is_empty() || !needs_resampling(timestamps, target_fps) {
         return timestamps.len();
     }
     let span = timestamps[timestamps.len() - 1] - timestamps[0];
@@ -141,14 +160,15 @@ fn resample(track: &[f32], width: usize, grid: &[GridPoint]) -> Vec<f32> {
     out
 }
 
-/// Resample onto the target grid by linear interpolation in time when needs_conversion, else
-/// return the input unchanged (moved, no copy). Pose (if any) is resampled with exactly the
-/// blendshapes' weights (see `resampling_grid`). Output timestamps are first + k / target_fps.
-/// O(rows + frames).
+/// Resample onto the target grid by linear interpolation in time when `needs_resampling` (a
+/// rate more than 1% off the target, or a gap: dropped rows are filled so that frame k stays at
+/// first + k / target_fps), else return the input unchanged (moved, no copy). Pose (if any) is
+/// resampled with exactly the blendshapes' weights (see `resampling_grid`). Output timestamps
+/// are first + k / target_fps. O(rows + frames).
 pub fn conform_fps(bs: Blendshapes, target_fps: f64) -> Blendshapes {
     let ts = &bs.timestamps;
     let rows = ts.len();
-    if rows == 0 || !needs_conversion(detect_fps(ts), target_fps) {
+    if rows == 0 || !needs_resampling(ts, target_fps) {
         return bs;
     }
     debug_assert_eq!(bs.values.len(), rows * N);
@@ -337,6 +357,96 @@ mod tests {
         let out = conform_fps(src, 30.0);
         assert_eq!(out, expect);
         assert_eq!(out.values.as_ptr(), ptr, "moved, not copied");
+    }
+
+    #[test]
+    fn gaps_are_steps_over_one_and_a_half_target_periods() {
+        let p = 1.0 / 30.0;
+        assert!(!has_gap(&[], 30.0));
+        assert!(!has_gap(&[1.0], 30.0));
+        assert!(!has_gap(&[0.0, p, 2.0 * p, 3.4 * p], 30.0)); // 1.4 periods: jitter
+        assert!(has_gap(&[0.0, p, 2.0 * p, 3.6 * p], 30.0)); // 1.6 periods: a row dropped
+        assert!(!has_gap(&[0.0, 0.0, 0.0], 30.0));
+        // The same step is a gap at 60 fps (3.2 of its periods) but not at 24 fps (1.28).
+        assert!(has_gap(&[0.0, 1.6 * p], 60.0));
+        assert!(!has_gap(&[0.0, 1.6 * p], 24.0));
+        assert!(!needs_resampling(&[0.0, p, 2.0 * p, 3.4 * p], 30.0));
+        assert!(needs_resampling(&[0.0, p, 2.0 * p, 3.6 * p], 30.0));
+    }
+
+    #[test]
+    fn dropped_rows_at_the_target_rate_are_filled_in_time() {
+        // A 30 fps capture of 20 rows (0..=19) that dropped rows 8, 9 and 10. Taken as they are,
+        // the 17 rows would put the original row 11 at frame 8: 100 ms early.
+        #[rustfmt::skip]
+        let col0 = [
+            0.5f32, 0.0, 1.0, 0.125, 0.75, 0.25, 0.625, 0.25, 0.9, 0.1,
+            0.3, 0.75, 0.5, 0.0, 1.0, 0.125, 0.375, 0.875, 0.25, 0.5,
+        ];
+        // Frames 8, 9, 10 (at 8/30, 9/30, 10/30 s) lie a quarter, half and three quarters of the
+        // way from row 7 (7/30 s, 0.25) to row 11 (11/30 s, 0.75); the dropped rows' own values
+        // (0.9, 0.1, 0.3) are gone. Every other frame k is row k.
+        let mut expect_col0 = col0;
+        expect_col0[8] = 0.375;
+        expect_col0[9] = 0.5;
+        expect_col0[10] = 0.625;
+        for t0 in [0.0, 12.3456] {
+            let kept: Vec<usize> = (0..20).filter(|i| !(8..=10).contains(i)).collect();
+            let ts: Vec<f64> = kept.iter().map(|&i| t0 + i as f64 / 30.0).collect();
+            assert!((detect_fps(&ts).unwrap() - 30.0).abs() < 1e-6);
+            assert!(!needs_conversion(detect_fps(&ts), 30.0), "the rate alone needs nothing");
+            // Column 0 as above, column 17 the original row number (so frame k reads k); the
+            // pose copies both.
+            let mut values = vec![0f32; kept.len() * N];
+            let mut pose = vec![0f32; kept.len() * NUM_POSE];
+            for (r, &i) in kept.iter().enumerate() {
+                values[r * N] = col0[i];
+                values[r * N + 17] = i as f32;
+                pose[r * NUM_POSE] = col0[i];
+                pose[r * NUM_POSE + 8] = i as f32;
+            }
+            let src = Blendshapes {
+                values,
+                timestamps: ts.clone(),
+                pose: Some(pose),
+            };
+            // Span 19/30 s: floor(19) + 1 = 20 frames, as many as the capture had rows.
+            assert_eq!(conformed_frame_count(&ts, 30.0), 20);
+            let out = conform_fps(src, 30.0);
+            assert_eq!(out.rows(), 20);
+            assert_eq!(out.values.len(), 20 * N);
+            let pose = out.pose.as_ref().unwrap();
+            assert_eq!(pose.len(), 20 * NUM_POSE);
+            for k in 0..20 {
+                let got = out.values[k * N];
+                assert!((got - expect_col0[k]).abs() < 1e-6, "t0={t0} k={k}: {got}");
+                assert!((out.values[k * N + 17] - k as f32).abs() < 1e-5, "t0={t0} k={k}");
+                assert_eq!(pose[k * NUM_POSE].to_bits(), out.values[k * N].to_bits());
+                assert_eq!(pose[k * NUM_POSE + 8].to_bits(), out.values[k * N + 17].to_bits());
+                assert!((out.timestamps[k] - (t0 + k as f64 / 30.0)).abs() < 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn gapless_captures_near_the_target_keep_their_rows() {
+        // Jitter of up to 0.3 periods either way at 30 and 29.9 fps (within 1 %): steps of 1.3,
+        // 1, 0.7, 0.7, 1, 1.3 periods (median 1), none reaching 1.5 target periods, so the rows
+        // are the frames, moved and bit-identical.
+        for fps in [30.0, 29.9] {
+            let jitter = [0.0, 0.3, 0.3, 0.0, -0.3, -0.3];
+            let ts: Vec<f64> = (0..60).map(|i| (i as f64 + jitter[i % jitter.len()]) / fps).collect();
+            assert!(!needs_conversion(detect_fps(&ts), 30.0), "fps={fps}");
+            assert!(!has_gap(&ts, 30.0), "fps={fps}");
+            assert_eq!(conformed_frame_count(&ts, 30.0), 60);
+            let mut src = make(ts);
+            src.pose = Some((0..60 * NUM_POSE).map(|j| j as f32 * 0.5).collect());
+            let ptr = src.values.as_ptr();
+            let expect = src.clone();
+            let out = conform_fps(src, 30.0);
+            assert_eq!(out, expect, "fps={fps}");
+            assert_eq!(out.values.as_ptr(), ptr, "moved, not copied");
+        }
     }
 
     #[test]

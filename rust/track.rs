@@ -13,7 +13,8 @@ use crate::jsonl::{self, Blendshapes, DataFormatError, ParseOptions};
 /// A track converted to the target frame rate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadedTrack {
-    /// Frames on the target grid (or the rows as they are when no conversion is needed).
+    /// Frames on the target grid (or the rows as they are when no resampling is needed: a rate
+    /// within 1 % of the target and no gap, see `fps::needs_resampling`).
     pub blendshapes: Blendshapes,
     /// The frame rate detected from the timestamps (None: fewer than 2 distinct timestamps).
     pub source_fps: Option<f64>,
@@ -217,6 +218,44 @@ mod tests {
         let span = ms[39] / 1e3 - ms[0] / 1e3;
         assert_eq!(loaded.blendshapes.rows(), (span * 60.0 + 1e-9).floor() as usize + 1);
         assert_eq!(loaded.blendshapes.rows(), 3619); // 39 steps of 1/30 s + 59 s = 60.3 s at 60 fps
+    }
+
+    #[test]
+    fn dropped_rows_are_filled_so_later_frames_stay_in_sync() {
+        // 40 rows at 30 fps with rows 20, 21, 22 dropped: 37 rows written, jawOpen and headYaw
+        // = the written row's number r (0..=36), so original row i >= 23 carries r = i - 3.
+        let ts: Vec<f64> = (0..40)
+            .filter(|i| !(20..=22).contains(i))
+            .map(|i| i as f64 / 30.0)
+            .collect();
+        let loaded = load_bytes(&document(&ts, true), "t", &in_unit(TimestampUnit::Seconds), 30.0).unwrap();
+        assert_eq!(loaded.rows, 37);
+        assert!((loaded.source_fps.unwrap() - 30.0).abs() < 1e-6);
+        // Span 39/30 s: floor(39) + 1 = 40 frames (the rows as they are would be 37).
+        assert_eq!(loaded.blendshapes.rows(), 40);
+        assert_eq!(fps::conformed_frame_count(&ts, 30.0), 40);
+        // Frame k at k/30 s: r = k before the gap; 19 + (k - 19) / 4 inside it (between r = 19
+        // at 19/30 s and r = 20 at 23/30 s); r = k - 3 after it.
+        let expect = |k: usize| match k {
+            0..=19 => k as f32,
+            20 => 19.25,
+            21 => 19.5,
+            22 => 19.75,
+            _ => (k - 3) as f32,
+        };
+        let pose = loaded.blendshapes.pose.as_ref().unwrap();
+        for k in 0..40 {
+            let jaw = loaded.blendshapes.values[k * NUM_BLENDSHAPES + 17];
+            assert!((jaw - expect(k)).abs() < 1e-5, "frame {k}: {jaw}");
+            assert_eq!(pose[k * NUM_POSE].to_bits(), jaw.to_bits(), "frame {k}");
+            assert!((loaded.blendshapes.timestamps[k] - k as f64 / 30.0).abs() < 1e-12);
+        }
+        // Without the gap the rows come through as they are.
+        let all: Vec<f64> = (0..40).map(|i| i as f64 / 30.0).collect();
+        let bytes = document(&all, true);
+        let loaded = load_bytes(&bytes, "t", &in_unit(TimestampUnit::Seconds), 30.0).unwrap();
+        let parsed = jsonl::parse_document(&bytes, "t", &in_unit(TimestampUnit::Seconds), 0).unwrap();
+        assert_eq!(loaded.blendshapes, parsed);
     }
 
     #[test]

@@ -40,7 +40,8 @@ from .storage import ObjectStat, TakeSource
 
 #: Bumped whenever the stored layout or the decoding changes; old entries are then ignored.
 #: 2: ARKit order fixed (mouthRight 21, mouthLeft 22), pose stored, order and unit in the key.
-FORMAT_VERSION = 2
+#: 3: timestamp gaps (dropped rows) at the target rate filled by interpolation.
+FORMAT_VERSION = 3
 
 _AUDIO = ".audio.npy"
 _BLENDSHAPES = ".blendshapes.npy"

@@ -180,7 +180,7 @@ def test_prepare_keys_entries_by_order(tmp_path):
     assert json.loads(koemorph_key)[0] == [LIVE_LINK.index(name) for name in KOEMORPH]
     np.testing.assert_array_equal(np.load(live_link["base"] + ".blendshapes.npy"), as_written)
     np.testing.assert_array_equal(np.load(koemorph["base"] + ".blendshapes.npy"), values)
-    assert live_link["version"] == koemorph["version"] == 2
+    assert live_link["version"] == koemorph["version"] == 3
 
     # Both stay current; the 52 names spelt out are the same order as "koemorph".
     assert "1 already current" in cli("prepare", data, "--cache-dir", cache, check_rc=0).stdout
@@ -221,7 +221,7 @@ def test_an_old_format_entry_is_ignored_and_rebuilt(tmp_path):
                                    loop_dataset=False, cache_dir=cache)  # fmt: skip
     sample = next(iter(ds))
     np.testing.assert_array_equal(sample["blendshapes"].numpy(), values[:64])  # rebuilt on first use
-    assert json.loads(Path(str(base) + ".json").read_text())["version"] == 2
+    assert json.loads(Path(str(base) + ".json").read_text())["version"] == 3
     np.testing.assert_array_equal(np.load(str(base) + ".blendshapes.npy"), values)
 
     out = cli("prepare", data, "--cache-dir", cache, check_rc=0).stdout

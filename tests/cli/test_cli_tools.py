@@ -98,9 +98,9 @@ def test_inspect_json_reports_every_take_exactly(messy):
         ):
             assert key in p
     for name, p in pairs.items():
-        # Rows 50..52 of `dropped` are missing and its rows are kept as they are (30 fps), so
-        # its frames from 50 on (127 of 177) are 3 frames early: the lag shows it.
-        assert p["lag_frames"] == (-3 if name == "dropped" else 0) and p["lag_r"] > 0.8, name
+        # Rows 50..52 of `dropped` are missing: the gap is filled by interpolation in time, so
+        # its frames after the gap stay in sync (taken row by row they were 3 frames early).
+        assert p["lag_frames"] == 0 and p["lag_r"] > 0.8, name
         assert p["sample_rate"] == SR and p["channels"] == 1
         assert p["blendshapes"] == str(Path(p["audio"]).with_suffix(".jsonl"))
     windows = lambda usable: 0 if usable < 64 else (usable - 64) // 8 + 1  # noqa: E731
@@ -112,7 +112,11 @@ def test_inspect_json_reports_every_take_exactly(messy):
     assert at60["fps"] == pytest.approx(60.0, rel=1e-6) and at60["rows"] == 360
     assert at60["frames"] == 180 and at60["audio_frames"] == 180 and at60["windows"] == windows(180)
     assert pairs["dropped"]["dropped_frames"] == 3 and pairs["dropped"]["gaps"] == 1
-    assert pairs["dropped"]["frames"] == 177
+    # 177 rows spanning 179/30 s: 180 frames, the gap's 3 included, as many as the audio covers.
+    dropped = pairs["dropped"]
+    assert dropped["rows"] == 177 and dropped["frames"] == 180 and dropped["audio_frames"] == 180
+    assert dropped["mismatch"] == 0 and dropped["windows"] == windows(180)
+    assert dropped["warnings"] == ["3 dropped frames in 1 timestamp gaps"]
     assert pairs["range"]["out_of_range"] == 3
     assert pairs["range"]["out_of_range_names"] == ["eyeBlinkLeft", "jawOpen", "tongueOut"]
     long_face = pairs["long_face"]
