@@ -67,9 +67,9 @@ TAKES = [
 
 
 def load_synthetic():
-    """The checkout's ``koemorph_data.synthetic`` (it writes by the package's one ARKit name
-    list, so the package must be importable: ``maturin develop`` in a checkout)."""
-    sys.path.insert(0, str(PACKAGE.parent))
+    """``koemorph_data.synthetic`` as installed: run this script from a checkout after
+    ``maturin develop`` (an editable install), so it is the checkout's generator and the
+    package's one ARKit name list."""
     return importlib.import_module("koemorph_data.synthetic")
 
 
