@@ -12,6 +12,20 @@ import soundfile as sf
 
 from koemorph_data.synthetic import make_dataset, make_take
 
+# Live Link Face's CSV header (blendshapes, then pose), as the app writes it: the tests' own
+# copy of the order, independent of the package's ARKIT_BLENDSHAPES.
+LIVE_LINK_HEADER = (
+    "EyeBlinkLeft EyeLookDownLeft EyeLookInLeft EyeLookOutLeft EyeLookUpLeft EyeSquintLeft EyeWideLeft "
+    "EyeBlinkRight EyeLookDownRight EyeLookInRight EyeLookOutRight EyeLookUpRight EyeSquintRight EyeWideRight "
+    "JawForward JawRight JawLeft JawOpen MouthClose MouthFunnel MouthPucker MouthRight MouthLeft "
+    "MouthSmileLeft MouthSmileRight MouthFrownLeft MouthFrownRight MouthDimpleLeft MouthDimpleRight "
+    "MouthStretchLeft MouthStretchRight MouthRollLower MouthRollUpper MouthShrugLower MouthShrugUpper "
+    "MouthPressLeft MouthPressRight MouthLowerDownLeft MouthLowerDownRight MouthUpperUpLeft MouthUpperUpRight "
+    "BrowDownLeft BrowDownRight BrowInnerUp BrowOuterUpLeft BrowOuterUpRight CheekPuff CheekSquintLeft "
+    "CheekSquintRight NoseSneerLeft NoseSneerRight TongueOut "
+    "HeadYaw HeadPitch HeadRoll LeftEyeYaw LeftEyePitch LeftEyeRoll RightEyeYaw RightEyePitch RightEyeRoll"
+).split()
+
 SR = 16000
 FPS = 30
 WINDOW = 256
@@ -61,6 +75,7 @@ def usable_frames(wav: Path, jsonl: Path) -> int:
 
 
 __all__ = [
+    "LIVE_LINK_HEADER",
     "SR",
     "FPS",
     "WINDOW",

@@ -8,22 +8,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import LIVE_LINK_HEADER
 
 from koemorph_data import _core
 from koemorph_data.errors import DataFormatError
 
-# Live Link Face's CSV header (blendshapes, then pose), as the app writes it.
-LIVE_LINK_HEADER = (
-    "EyeBlinkLeft EyeLookDownLeft EyeLookInLeft EyeLookOutLeft EyeLookUpLeft EyeSquintLeft EyeWideLeft "
-    "EyeBlinkRight EyeLookDownRight EyeLookInRight EyeLookOutRight EyeLookUpRight EyeSquintRight EyeWideRight "
-    "JawForward JawRight JawLeft JawOpen MouthClose MouthFunnel MouthPucker MouthRight MouthLeft "
-    "MouthSmileLeft MouthSmileRight MouthFrownLeft MouthFrownRight MouthDimpleLeft MouthDimpleRight "
-    "MouthStretchLeft MouthStretchRight MouthRollLower MouthRollUpper MouthShrugLower MouthShrugUpper "
-    "MouthPressLeft MouthPressRight MouthLowerDownLeft MouthLowerDownRight MouthUpperUpLeft MouthUpperUpRight "
-    "BrowDownLeft BrowDownRight BrowInnerUp BrowOuterUpLeft BrowOuterUpRight CheekPuff CheekSquintLeft "
-    "CheekSquintRight NoseSneerLeft NoseSneerRight TongueOut "
-    "HeadYaw HeadPitch HeadRoll LeftEyeYaw LeftEyePitch LeftEyeRoll RightEyeYaw RightEyePitch RightEyeRoll"
-).split()
 LIVE_LINK = [n[0].lower() + n[1:] for n in LIVE_LINK_HEADER[:52]]
 POSE = [n[0].lower() + n[1:] for n in LIVE_LINK_HEADER[52:]]
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import LIVE_LINK_HEADER
 from torch.utils.data import DataLoader
 
 from koemorph_data import ARKIT_BLENDSHAPES, AdaptiveSequentialDataset, SequentialKoeMorphDataset
@@ -26,18 +27,6 @@ from koemorph_data.errors import DataFormatError
 SR, FPS = 16000, 30
 WINDOW, STRIDE = 32, 8
 
-# Live Link Face's CSV header, as the app writes it (blendshapes, then the pose columns).
-LIVE_LINK_HEADER = (
-    "EyeBlinkLeft EyeLookDownLeft EyeLookInLeft EyeLookOutLeft EyeLookUpLeft EyeSquintLeft EyeWideLeft "
-    "EyeBlinkRight EyeLookDownRight EyeLookInRight EyeLookOutRight EyeLookUpRight EyeSquintRight EyeWideRight "
-    "JawForward JawRight JawLeft JawOpen MouthClose MouthFunnel MouthPucker MouthRight MouthLeft "
-    "MouthSmileLeft MouthSmileRight MouthFrownLeft MouthFrownRight MouthDimpleLeft MouthDimpleRight "
-    "MouthStretchLeft MouthStretchRight MouthRollLower MouthRollUpper MouthShrugLower MouthShrugUpper "
-    "MouthPressLeft MouthPressRight MouthLowerDownLeft MouthLowerDownRight MouthUpperUpLeft MouthUpperUpRight "
-    "BrowDownLeft BrowDownRight BrowInnerUp BrowOuterUpLeft BrowOuterUpRight CheekPuff CheekSquintLeft "
-    "CheekSquintRight NoseSneerLeft NoseSneerRight TongueOut "
-    "HeadYaw HeadPitch HeadRoll LeftEyeYaw LeftEyePitch LeftEyeRoll RightEyeYaw RightEyePitch RightEyeRoll"
-).split()
 LIVE_LINK = [n[0].lower() + n[1:] for n in LIVE_LINK_HEADER[:52]]
 POSE_KEYS = LIVE_LINK_HEADER[52:]  # HeadYaw, ... as Live Link spells them
 
