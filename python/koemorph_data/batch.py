@@ -46,6 +46,12 @@ def window_indices(plan: EpochPlan, index: np.ndarray) -> np.ndarray:
     return np.where(index >= 0, out, -1).astype(np.int64)
 
 
+def window_index(plan: EpochPlan, i: int) -> int:
+    """``window_indices`` of one plan window (the per-sample path: no arrays)."""
+    start = int(plan.start_frame[i])
+    return start if plan.dense[i] else start // max(1, plan.stride)
+
+
 class BatchSchema:
     """Builds samples and batches with the dataset's keys (see the module docstring)."""
 
@@ -120,7 +126,7 @@ class BatchSchema:
             "file_indices": torch.tensor(file_index, dtype=torch.int64),
             "start_frames": torch.tensor(frame, dtype=torch.int64),
             "file_names": self.names[file_index],
-            "window_indices": torch.tensor(int(window_indices(plan, np.array([i]))[0]), dtype=torch.int64),
+            "window_indices": torch.tensor(window_index(plan, i), dtype=torch.int64),
         }
         if self.dense_flag:
             sample["is_dense"] = torch.tensor(bool(plan.dense[i]))
