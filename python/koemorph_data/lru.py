@@ -54,7 +54,3 @@ class BoundedCache(Generic[K, V]):
     def __reduce__(self):
         # Pickled into DataLoader workers: the contents and the locks stay behind.
         return (BoundedCache, (self.capacity,))
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()

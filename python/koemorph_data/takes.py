@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
 from . import cache as _cache
 from .audio import audio_info
 from .blendshapes import LabelFormat
@@ -102,7 +101,7 @@ def take_info(
     """The TakeInfo of a take's counts: usable frames, with a warning when audio and blendshapes
     disagree by more than a frame; DataFormatError when ``pose`` is required and missing."""
     labels.check_pose(jsonl_path, counts.has_pose)
-    audio_frames = _core.frames_covered(counts.audio_length, timing.sample_rate, timing.target_fps, timing.alignment)
+    audio_frames = timing.frames_covered(counts.audio_length)
     blendshape_frames = counts.blendshape_frames
     usable = min(blendshape_frames, audio_frames)
     if abs(blendshape_frames - audio_frames) > 1:
