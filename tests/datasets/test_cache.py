@@ -108,11 +108,12 @@ def test_validation_does_not_parse_with_a_current_entry(data: Path, tmp_path: Pa
     cache_dir = tmp_path / "cache"
     assert cli_main(["prepare", str(data), "--cache-dir", str(cache_dir), "--workers", "2"]) == 0
     import koemorph_data.takes as takes
+    from koemorph_data import _core
 
     def boom(*args, **kwargs):
         raise AssertionError("parsed although the cache is current")
 
-    monkeypatch.setattr(takes._core, "load_blendshapes", boom)
+    monkeypatch.setattr(_core, "load_blendshapes", boom)  # the module object every reader calls
     monkeypatch.setattr(takes, "audio_info", boom)
     ds = SequentialKoeMorphDataset(data, cache_dir=cache_dir, loop_dataset=False)
     assert ds.num_windows() > 0
