@@ -49,6 +49,16 @@ def read_wav_by_hand(path: Path) -> np.ndarray:
     return data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
 
 
+def first_batches(loader, count: int) -> list:
+    """The first ``count`` batches of a loader (its iterator is dropped after them)."""
+    out = []
+    for batch in loader:
+        out.append(batch)
+        if len(out) == count:
+            break
+    return out
+
+
 def expected_windows(frames: int, stride: int, window: int = WINDOW) -> list[int]:
     return list(range(0, frames - window + 1, stride)) if frames >= window else []
 
@@ -76,6 +86,7 @@ def usable_frames(wav: Path, jsonl: Path) -> int:
 
 __all__ = [
     "LIVE_LINK_HEADER",
+    "first_batches",
     "SR",
     "FPS",
     "WINDOW",

@@ -13,23 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import LIVE_LINK_HEADER
 
 from koemorph_data import ARKIT_BLENDSHAPES, _core, read_blendshapes
 from koemorph_data.cli import main
 from koemorph_data.livelink import format_float32, read_livelink_csv, write_take_jsonl
 
 JAW = ARKIT_BLENDSHAPES.index("jawOpen")
-POSE = [
-    "HeadYaw",
-    "HeadPitch",
-    "HeadRoll",
-    "LeftEyeYaw",
-    "LeftEyePitch",
-    "LeftEyeRoll",
-    "RightEyeYaw",
-    "RightEyePitch",
-    "RightEyeRoll",
-]
+POSE = LIVE_LINK_HEADER[52:]  # HeadYaw ... RightEyeRoll, as the app writes them
 
 
 def run(*args) -> subprocess.CompletedProcess:

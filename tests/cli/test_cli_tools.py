@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import LIVE_LINK_HEADER
 
 from koemorph_data import ARKIT_BLENDSHAPES, SequentialKoeMorphDataset, read_blendshapes, synthetic
 from koemorph_data.cli import main
@@ -192,17 +193,7 @@ def test_plot_without_matplotlib_is_one_clear_line(tmp_path):
 
 # ---------------------------------------------------------------------------- import-livelink
 LIVELINK_NAMES = [n[0].upper() + n[1:] for n in ARKIT_BLENDSHAPES]
-HEAD = [
-    "HeadYaw",
-    "HeadPitch",
-    "HeadRoll",
-    "LeftEyeYaw",
-    "LeftEyePitch",
-    "LeftEyeRoll",
-    "RightEyeYaw",
-    "RightEyePitch",
-    "RightEyeRoll",
-]
+HEAD = LIVE_LINK_HEADER[52:]  # HeadYaw ... RightEyeRoll, as the app writes them
 
 
 def timecode(seconds: float, fps: int = 60) -> str:

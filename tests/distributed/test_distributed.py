@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import first_batches
 from torch.utils.data import DataLoader
 
 from koemorph_data import AdaptiveSequentialDataset, SequentialKoeMorphDataset
@@ -133,15 +134,6 @@ def test_two_real_processes_with_gloo_and_spawned_workers(many_dataset, tmp_path
 
 
 # ---------------------------------------------------------------- resume
-def batches_of(loader, count):
-    out = []
-    for batch in loader:
-        out.append(batch)
-        if len(out) == count:
-            break
-    return out
-
-
 def assert_same_batches(a, b):
     assert len(a) == len(b)
     for x, y in zip(a, b):
@@ -163,14 +155,14 @@ def test_resume_with_workers_yields_the_same_batches(many_dataset, state_extra, 
     ds = make(many_dataset)
     per_epoch = ds.num_windows()
     total = 45
-    full = batches_of(DataLoader(ds, batch_size=4, num_workers=2), total)
+    full = first_batches(DataLoader(ds, batch_size=4, num_workers=2), total)
     # The training loop counts what it received and saves that next to its checkpoint.
     saved = make(many_dataset).state_dict(consumed=consumed, **state_extra)
     assert saved["epoch"] == 0 and saved["consumed"] == consumed
     resumed_ds = make(many_dataset)
     resumed_ds.load_state_dict(saved)
     done = consumed // 4
-    rest = batches_of(DataLoader(resumed_ds, batch_size=4, num_workers=2), total - done)
+    rest = first_batches(DataLoader(resumed_ds, batch_size=4, num_workers=2), total - done)
     assert_same_batches(rest, full[done:])
     assert consumed < per_epoch or consumed > per_epoch  # the 120 case crosses into epoch 1
 
@@ -298,10 +290,10 @@ def test_lanes_resume_and_loop(many_dataset):
     def make_lanes():
         return SequentialKoeMorphDataset(many_dataset, stride_frames=10, loop_dataset=True, lanes=2, seed=5)
 
-    full = batches_of(DataLoader(make_lanes(), batch_size=None, num_workers=2), 40)
+    full = first_batches(DataLoader(make_lanes(), batch_size=None, num_workers=2), 40)
     resumed = make_lanes()
     resumed.load_state_dict(make_lanes().state_dict(consumed=2 * 13))
-    rest = batches_of(DataLoader(resumed, batch_size=None, num_workers=2), 27)
+    rest = first_batches(DataLoader(resumed, batch_size=None, num_workers=2), 27)
     assert_same_batches(rest, full[13:])
     for a, b in zip(rest, full[13:]):
         assert torch.equal(a["reset"], b["reset"]) and torch.equal(a["valid"], b["valid"])

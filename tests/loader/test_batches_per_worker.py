@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import expected_windows, usable_frames
+from conftest import expected_windows, first_batches, usable_frames
 from torch.utils.data import DataLoader
 
 import koemorph_data
@@ -30,15 +30,6 @@ def assert_same(a, b):
         for key in KEYS:
             assert torch.equal(x[key], y[key]), key
         assert x["file_names"] == y["file_names"]
-
-
-def first(loader, count):
-    out = []
-    for batch in loader:
-        out.append(batch)
-        if len(out) == count:
-            break
-    return out
 
 
 def hand_order(ds, stride):
@@ -87,13 +78,13 @@ def test_looping_stream_and_resume_across_worker_counts(tiny):
 
     per_epoch = make().num_windows()
     assert per_epoch % 4  # batches straddle epochs, as in-process
-    ref = first(DataLoader(make(), batch_size=4, num_workers=0), 14)
-    assert_same(first(DataLoader(make(), batch_size=4, num_workers=2), 14), ref)
+    ref = first_batches(DataLoader(make(), batch_size=4, num_workers=0), 14)
+    assert_same(first_batches(DataLoader(make(), batch_size=4, num_workers=2), 14), ref)
     for consumed in (4 * 5, 4 * 5 + 3, per_epoch + 8):
         for workers in (0, 2, 3):
             resumed = make()
             resumed.load_state_dict(make().state_dict(consumed=consumed))
-            got = first(DataLoader(resumed, batch_size=4, num_workers=workers), 4)
+            got = first_batches(DataLoader(resumed, batch_size=4, num_workers=workers), 4)
             flat = [(int(f), int(s)) for b in got for f, s in zip(b["file_indices"], b["start_frames"])]
             want = [(int(f), int(s)) for b in ref for f, s in zip(b["file_indices"], b["start_frames"])]
             assert flat == want[consumed : consumed + 16]
@@ -141,7 +132,7 @@ def test_fewer_windows_than_workers(tmp_path):
         ds = SequentialKoeMorphDataset(tmp_path, loop_dataset=False, batch_size=batch_size, **kw)
         assert len(list(DataLoader(ds, batch_size=4, num_workers=3, drop_last=False))) == 1
         looping = SequentialKoeMorphDataset(tmp_path, loop_dataset=True, batch_size=batch_size, **kw)
-        got = first(DataLoader(looping, batch_size=4 if batch_size else 1, num_workers=3), 3)
+        got = first_batches(DataLoader(looping, batch_size=4 if batch_size else 1, num_workers=3), 3)
         assert len(got) == 3 and all(int(b["start_frames"][0]) == 0 for b in got)
     # A rank with no windows in any epoch ends its stream (in-process and in workers).
     empty = SequentialKoeMorphDataset(tmp_path, loop_dataset=True, rank=1, world_size=2, drop_uneven=True, **kw)
@@ -176,6 +167,6 @@ def test_idle_worker_gets_work_in_a_later_epoch(tmp_path):
     )
     counts = [len(ds.plan(e)) for e in range(5)]
     assert counts[0] == 1 and counts[4] == 15  # epoch 0: fewer windows than workers
-    got = first(DataLoader(ds, batch_size=1, num_workers=2), 12)
+    got = first_batches(DataLoader(ds, batch_size=1, num_workers=2), 12)
     starts = [int(b["start_frames"][0]) for b in got]
     assert len(got) == 12 and 8 in starts  # worker 1 idles until epoch 3, then delivers
