@@ -10,12 +10,15 @@ small JSON record with what take validation needs. The entry's name is a digest 
 so a changed source file, sample rate or frame rate simply has another key: a stale entry is
 never found, let alone served. Every file is written to a temporary name and moved into
 place with ``os.replace``, the JSON record last, so a reader either sees a complete entry or
-none; any number of processes and threads may fill the same cache at once (the worst case
-is that two of them decode the same take and the second rename wins with identical bytes).
-A source that changes while it is being decoded is returned but not stored.
+none; any number of processes and threads may fill the same cache at once: they write one
+at a time under the directory's lock (``budget.py``), and one that decoded a take another
+stored meanwhile keeps the stored entry. A source that changes while it is being decoded is
+returned but not stored.
 
 Readers ``np.load(..., mmap_mode="r")`` the arrays: epochs, DataLoader workers and other
-training processes share the page cache instead of decoding again.
+training processes share the page cache instead of decoding again. With a ``limit``
+(``cache_limit=``), storing a take first evicts the least recently used entries
+(``budget.py`` says how that stays safe for readers in other processes).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import threading
 import uuid
@@ -35,19 +39,21 @@ import numpy as np
 from . import _core
 from .audio import AudioInfo, audio_info, load_audio
 from .blendshapes import LabelFormat
+from .budget import ARRAYS, RECORD, CacheFull, budget_for, touch
 from .errors import DataFormatError
 from .storage import ObjectStat, TakeSource
+
+logger = logging.getLogger("koemorph_data")
 
 #: Bumped whenever the stored layout or the decoding changes; old entries are then ignored.
 #: 2: ARKit order fixed (mouthRight 21, mouthLeft 22), pose stored, order and unit in the key.
 #: 3: timestamp gaps (dropped rows) at the target rate filled by interpolation.
 FORMAT_VERSION = 3
 
-_AUDIO = ".audio.npy"
-_BLENDSHAPES = ".blendshapes.npy"
-_POSE = ".pose.npy"
-_META = ".json"
-_SUFFIXES = (_META, _AUDIO, _BLENDSHAPES, _POSE)
+_AUDIO, _BLENDSHAPES, _POSE = ARRAYS
+_META = RECORD
+#: More than any .npy header of the arrays stored here takes (numpy pads them to 64 bytes).
+_NPY_HEADER_BOUND = 4096
 
 
 class TakeArrays(NamedTuple):
@@ -106,6 +112,10 @@ class CacheEntry:
     def pose_file(self) -> Path:
         return self.base.with_name(self.base.name + _POSE)
 
+    @property
+    def record_file(self) -> Path:
+        return self.base.with_name(self.base.name + _META)
+
     def arrays(self) -> TakeArrays:
         """(audio float32 [N], blendshapes float32 [F, 52], pose [F, 9] or None), read-only memory maps."""
         audio = _load_npy(self.audio_file)
@@ -120,6 +130,7 @@ class CacheEntry:
             if pose.dtype != np.float32 or pose.shape != (self.blendshape_frames, _core.NUM_POSE):
                 raise ValueError(f"{self.pose_file}: unexpected {pose.dtype} {pose.shape}")
             pose = pose.view(np.ndarray)
+        touch(self.record_file)  # recency, for the least-recently-used eviction of cache_limit
         # Plain read-only ndarray views of the maps (torch.from_numpy and friends expect ndarray).
         return TakeArrays(audio.view(np.ndarray), blendshapes.view(np.ndarray), pose)
 
@@ -136,15 +147,30 @@ def _load_npy(path: Path) -> np.ndarray:
 
 
 class TakeCache:
-    """A cache directory for one (sample_rate, target_fps, label format) view of the takes."""
+    """A cache directory for one (sample_rate, target_fps, label format) view of the takes.
+
+    ``limit``: bytes the whole directory may hold (every view's entries); storing a take
+    evicts the least recently used entries first. ``protect_since_ns``: entries used since
+    then are never evicted; a take that does not fit without evicting one raises
+    ``CacheFull`` (``prepare --cache-limit``). Without it a take larger than the limit
+    alone is served without being stored (with a warning)."""
 
     def __init__(
-        self, cache_dir: str | Path, sample_rate: int, target_fps: int, labels: LabelFormat | None = None
+        self,
+        cache_dir: str | Path,
+        sample_rate: int,
+        target_fps: int,
+        labels: LabelFormat | None = None,
+        *,
+        limit: int | None = None,
+        protect_since_ns: int | None = None,
     ) -> None:
         self.cache_dir = Path(cache_dir)
         self.sample_rate = int(sample_rate)
         self.target_fps = int(target_fps)
         self.labels = labels if labels is not None else LabelFormat()
+        self.limit = limit
+        self.protect_since_ns = protect_since_ns
         self._view = [self.sample_rate, self.target_fps, *self.labels.cache_key]
 
     # ------------------------------------------------------------------ keys
@@ -210,7 +236,7 @@ class TakeCache:
         audio = load_audio(wav, self.sample_rate)
         if self._stamps(wav, jsonl) != before:
             return TakeArrays(audio, values, pose), False  # changed under us: correct now, not cacheable
-        return self._store(before, TakeArrays(audio, values, pose), header, source_fps, rows), True
+        return self._store(before, TakeArrays(audio, values, pose), header, source_fps, rows, force=force)
 
     def fill_fetched(
         self,
@@ -234,16 +260,75 @@ class TakeCache:
         values, source_fps, rows, pose = self.labels.load_bytes(fetched[1], jsonl_name, self.target_fps)
         header = audio_info(wav_name, self.sample_rate, file=io.BytesIO(fetched[0]))
         audio = load_audio(wav_name, self.sample_rate, data=fetched[0])
-        return self._store(stamps, TakeArrays(audio, values, pose), header, source_fps, rows)  # type: ignore[arg-type]
+        arrays = TakeArrays(audio, values, pose)
+        return self._store(stamps, arrays, header, source_fps, rows)[0]  # type: ignore[arg-type]
 
     def _store(
-        self, before: tuple[SourceStamp, SourceStamp], arrays: TakeArrays, header: AudioInfo, source_fps, rows: int
-    ) -> TakeArrays:
-        """Writes a decoded take's entry (arrays first, record last) and returns its memory maps."""
-        audio, values, pose = arrays
+        self,
+        before: tuple[SourceStamp, SourceStamp],
+        arrays: TakeArrays,
+        header: AudioInfo,
+        source_fps: float | None,
+        rows: int,
+        *,
+        force: bool = False,
+    ) -> tuple[TakeArrays, bool]:
+        """Writes a decoded take's entry (arrays first, record last) under the directory's lock,
+        after making room for it; returns (its memory maps, True). (The stored entry, False)
+        when another process stored it meanwhile (unless ``force``); (``arrays``, False) when it
+        cannot fit under the limit."""
         key = self._key(*before)
         base = self._base(before[0], key)
-        meta = {
+        meta = self._record(before, key, arrays, header, source_fps, rows)
+        record = json.dumps(meta, indent=1).encode()
+        parts = [(suffix, a) for suffix, a in zip((_AUDIO, _BLENDSHAPES, _POSE), arrays) if a is not None]
+        bound = len(record) + sum(a.nbytes + _NPY_HEADER_BOUND for _, a in parts)
+        budget = budget_for(self.cache_dir)
+        with budget.locked():
+            if not force and (stored := self._lookup(*before)) is not None:
+                try:
+                    return stored.arrays(), False
+                except (OSError, ValueError):
+                    pass  # damaged: replaced below
+            replaced = budget.entry_size(base.name)
+            if self.limit is not None and not budget.make_room(
+                bound - replaced, self.limit, keep=base.name, protect_since_ns=self.protect_since_ns
+            ):
+                self._refuse(base, bound, budget.warned)
+                return arrays, False
+            budget.changing()
+            for suffix, array in parts:
+                _atomic_write(base.with_name(base.name + suffix), lambda f, a=array: np.save(f, a, allow_pickle=False))
+            _atomic_write(base.with_name(base.name + _META), lambda f: f.write(record))
+            budget.used += budget.entry_size(base.name) - replaced
+            budget.save()
+        return CacheEntry(base, meta).arrays(), True
+
+    def _refuse(self, base: Path, bound: int, warned: set[str]) -> None:
+        """A take that does not fit: CacheFull when protecting entries, else a warning (once)."""
+        if self.protect_since_ns is not None:
+            raise CacheFull(f"{base.name}: {bound} bytes do not fit under the cache limit of {self.limit} bytes")
+        if base.name not in warned:
+            warned.add(base.name)
+            logger.warning(
+                "%s: the decoded take (%d bytes) is larger than cache_limit=%d bytes; it is used without being cached",
+                base.name,
+                bound,
+                self.limit,
+            )
+
+    def _record(
+        self,
+        before: tuple[SourceStamp, SourceStamp],
+        key: str,
+        arrays: TakeArrays,
+        header: AudioInfo,
+        source_fps: float | None,
+        rows: int,
+    ) -> dict[str, Any]:
+        """The entry's JSON record: what validation needs and what identifies the entry."""
+        audio, values, pose = arrays
+        return {
             "version": FORMAT_VERSION,
             "key": key,
             "sample_rate": self.sample_rate,
@@ -264,13 +349,6 @@ class TakeCache:
             "pose": pose is not None,
             "labels": self.labels.cache_key,
         }
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(base.with_name(base.name + _AUDIO), lambda f: np.save(f, audio, allow_pickle=False))
-        _atomic_write(base.with_name(base.name + _BLENDSHAPES), lambda f: np.save(f, values, allow_pickle=False))
-        if pose is not None:
-            _atomic_write(base.with_name(base.name + _POSE), lambda f: np.save(f, pose, allow_pickle=False))
-        _atomic_write(base.with_name(base.name + _META), lambda f: f.write(json.dumps(meta, indent=1).encode()))
-        return CacheEntry(base, meta).arrays()
 
     def prune(self, current: list[tuple[Path, Path]]) -> int:
         """Removes entries of these takes' sources whose key is no longer current (an older
@@ -284,23 +362,34 @@ class TakeCache:
                 continue
             wavs[stamps[0].path] = self._key(*stamps)
         removed = 0
-        for meta_file in self.cache_dir.glob(f"*{_META}"):
-            try:
-                meta = json.loads(meta_file.read_bytes())
-                wav, key = meta["wav"], meta["key"]
-                view = [meta.get("sample_rate"), meta.get("target_fps"), *meta.get("labels", [None, "s"])]
-                same_view = view == self._view
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-            if wav in wavs and same_view and wavs[wav] != key:
-                base = meta_file.with_name(meta_file.name[: -len(_META)])
-                for suffix in _SUFFIXES:
-                    try:
-                        os.unlink(base.with_name(base.name + suffix))
-                    except FileNotFoundError:
-                        pass
-                removed += 1
+        with budget_for(self.cache_dir).locked() as budget:
+            for meta_file in self.cache_dir.glob(f"*{_META}"):
+                try:
+                    meta = json.loads(meta_file.read_bytes())
+                    wav, key = meta["wav"], meta["key"]
+                    view = [meta.get("sample_rate"), meta.get("target_fps"), *meta.get("labels", [None, "s"])]
+                    same_view = view == self._view
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+                if wav in wavs and same_view and wavs[wav] != key:
+                    budget.remove_entry(meta_file.name[: -len(_META)])
+                    removed += 1
         return removed
+
+    def usage(self) -> int:
+        """Bytes the cache directory's entries take (every view's)."""
+        with budget_for(self.cache_dir).locked() as budget:
+            return budget.used
+
+    def trim(self) -> int:
+        """Evicts least recently used entries until the directory is within ``limit`` (entries
+        used since ``protect_since_ns`` last); returns the bytes it then holds."""
+        if self.limit is None:
+            return self.usage()
+        with budget_for(self.cache_dir).locked() as budget:
+            if not budget.make_room(0, self.limit, protect_since_ns=self.protect_since_ns):
+                budget.make_room(0, self.limit)
+            return budget.used
 
 
 def _fetch(source: TakeSource, rel: PurePosixPath | str, expected: ObjectStat) -> bytes:

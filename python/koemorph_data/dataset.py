@@ -21,7 +21,9 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .augment import as_augment
 from .batch import Batch, BatchSchema
 from .blendshapes import BlendshapeOrder, LabelFormat
+from .budget import parse_size
 from .loader import BatchLoader
+from .lookahead import TakeLookahead, lane_starts, run_starts, take_pieces
 from .sampling import (
     AdaptiveStride,
     EpochPlan,
@@ -75,9 +77,23 @@ _COMMON_PARAMETERS = """
         the DataLoader.
     :param cache_dir: prepared cache directory (``koemorph-data prepare``): takes are
         memory-mapped from it and filled on first use.
+    :param cache_limit: bytes ``cache_dir`` may hold, as an integer or a string such as
+        ``"20GB"``, ``"500MB"`` or ``"1.5GiB"`` (GB = 10^9 bytes, GiB = 2^30): storing a take
+        first evicts the least recently used ones, safely across processes (a take another
+        process has mapped stays readable for it; a half-written take is never served); an
+        evicted take needed again is decoded (or fetched) again. Needs ``cache_dir``. None:
+        no bound.
+    :param prefetch_takes: takes loaded ahead in background threads: while a DataLoader
+        worker (or ``loader()``) reads one take, the next ``prefetch_takes`` takes of its own
+        stream are fetched, decoded or mapped, so that network and decoding overlap training;
+        a failed load raises its error when its take is reached. They are kept in the
+        per-process take store, whose capacity is raised to make room (see
+        ``max_cached_takes``). 0: each take is loaded when it is first needed.
     :param augment: an ``augment.Augment``, a list of transforms or a config dict (see
         ``koemorph_data.augment``); None: no augmentation.
-    :param max_cached_takes: decoded takes kept per process.
+    :param max_cached_takes: decoded takes kept per process (at least 1 + ``prefetch_takes``,
+        or ``lanes`` + ``prefetch_takes`` in lanes mode; memory-mapped, not in RAM, with
+        ``cache_dir``).
     :param worker_sharing_strategy: torch sharing strategy set inside DataLoader workers
         (``"file_system"``: batches passed by name, faster here); None keeps torch's.
     :param batch_size: the DataLoader's batch size: DataLoader workers then deal whole
@@ -130,10 +146,17 @@ def _forward(piece: str, name: str, doc: str) -> property:
     return property(lambda self: getattr(getattr(self, piece), name), doc=doc)
 
 
-def _check_options(
-    *, on_error: str, worker_sharing_strategy: str | None, shuffle: str | None, cache_dir: Any, **positive: int
-) -> None:
-    check_positive(**positive)
+def _check_options(options: Mapping[str, Any]) -> int | None:
+    """Checks WindowDataset's arguments (its ``locals()``) before any I/O; returns the cache
+    limit in bytes."""
+    check_positive(**{key: options[key] for key in ("window_frames", "sample_rate", "target_fps", "max_cached_takes")})
+    on_error, worker_sharing_strategy = options["on_error"], options["worker_sharing_strategy"]
+    shuffle, cache_dir, cache_limit = options["sampling"].get("shuffle"), options["cache_dir"], options["cache_limit"]
+    if cache_limit is not None and cache_dir is None:
+        raise ValueError("cache_limit bounds the prepared cache: pass cache_dir= as well")
+    prefetch_takes = options["prefetch_takes"]
+    if not isinstance(prefetch_takes, (int, np.integer)) or isinstance(prefetch_takes, bool) or prefetch_takes < 0:
+        raise ValueError(f"prefetch_takes must be a non-negative integer, got {prefetch_takes!r}")
     if shuffle == "windows" and cache_dir is None:
         raise ValueError(
             "shuffle='windows' reads windows in random order across takes, which is cheap only from "
@@ -147,25 +170,36 @@ def _check_options(
         raise ValueError(
             f"worker_sharing_strategy must be one of {sorted(strategies)} or None, got {worker_sharing_strategy!r}"
         )
+    return None if cache_limit is None else parse_size(cache_limit)
 
 
 def _store_and_schema(
-    takes: TakeTable, sampler: WindowSampler, timing: Timing, *, capacity: int, dense_flag: bool, pose: bool
+    takes: TakeTable, sampler: WindowSampler, timing: Timing, options: Mapping[str, Any]
 ) -> tuple[TakeStore, BatchSchema]:
-    """The take store and batch schema of a dataset (zero-padded takes and ``frame_mask``
-    with ``tail="pad"``; room for every memory-mapped take with ``shuffle="windows"``)."""
+    """The take store and batch schema of a dataset (``options``: WindowDataset's
+    ``locals()``): zero-padded takes and ``frame_mask`` with ``tail="pad"``; room for the
+    takes being read plus the prefetched ones, and for every memory-mapped take with
+    ``shuffle="windows"``."""
+    prefetch_takes, labels = int(options["prefetch_takes"]), options["labels"]
+    capacity = max(int(options["max_cached_takes"]), (sampler.lanes or 1) + prefetch_takes)
     window = sampler.window_frames
     pad = sampler.tail == "pad"
     if sampler.shuffle == "windows":
         capacity = max(capacity, len(takes.pairs))  # memory-mapped from the cache: costs no RAM
-    store = TakeStore(takes, capacity=capacity, pad_window=window if pad else None)
+    store = TakeStore(
+        takes,
+        capacity=capacity,
+        pad_window=window if pad else None,
+        cache_limit=options["self"].cache_limit,
+        prefetch_takes=prefetch_takes,
+    )
     schema = BatchSchema(
         window_frames=window,
         window_samples=timing.window_samples(window),
         names=takes.names,
-        dense_flag=dense_flag,
+        dense_flag=isinstance(options["stride"], AdaptiveStride),
         real_frames=takes.frames if pad else None,
-        pose=pose,
+        pose=labels is not None and labels.pose,
     )
     return store, schema
 
@@ -186,6 +220,7 @@ def _describe(ds: WindowDataset) -> str:
         "world_size": ds.world_size,
         "lanes": ds.lanes,
         "cache_dir": None if ds.cache_dir is None else str(ds.cache_dir),
+        "cache_limit": ds.cache_limit,
         "augment": ds.augment,
     }
     fields += [f"{k}={v!r}" for k, v in optional.items() if v is not None]
@@ -199,6 +234,7 @@ _PASSED = (
     "window_frames", "sample_rate", "target_fps", "shuffle_files", "loop_dataset", "seed", "epoch", "on_error",
     "rank", "world_size", "drop_uneven", "lanes", "cache_dir", "augment", "max_cached_takes",
     "worker_sharing_strategy", "batch_size", "tail", "shuffle", "storage_options", "manifest",
+    "cache_limit", "prefetch_takes",
 )  # fmt: skip
 _SPLIT = ("split", "val_fraction", "test_fraction", "split_by", "split_seed", "max_files")
 
@@ -253,19 +289,12 @@ class WindowDataset(KoeMorphNames, IterableDataset):
         labels: LabelFormat | None = None,
         storage_options: Mapping[str, Any] | None = None,
         manifest: Any = None,
+        cache_limit: int | str | None = None,
+        prefetch_takes: int = 2,
         **sampling: Any,
     ) -> None:
         super().__init__()
-        _check_options(
-            on_error=on_error,
-            worker_sharing_strategy=worker_sharing_strategy,
-            window_frames=window_frames,
-            sample_rate=sample_rate,
-            target_fps=target_fps,
-            max_cached_takes=max_cached_takes,
-            shuffle=sampling.get("shuffle"),
-            cache_dir=cache_dir,
-        )
+        self.cache_limit = _check_options(locals())
         self.timing = Timing(int(sample_rate), int(target_fps), alignment)
         check_sampling(**{k: sampling[k] for k in ("seed", "epoch", "rank", "world_size", "lanes")})  # before I/O
         self.window_frames = int(window_frames)
@@ -285,14 +314,7 @@ class WindowDataset(KoeMorphNames, IterableDataset):
         self.sampler = WindowSampler(
             self.takes.frames, window_frames=self.window_frames, stride=stride, timing=self.timing, **sampling
         )
-        self.store, self.schema = _store_and_schema(
-            self.takes,
-            self.sampler,
-            self.timing,
-            capacity=int(max_cached_takes),
-            dense_flag=isinstance(stride, AdaptiveStride),
-            pose=labels is not None and labels.pose,
-        )
+        self.store, self.schema = _store_and_schema(self.takes, self.sampler, self.timing, locals())
         self.reader = WindowReader(self.store, self.schema, augment=as_augment(augment), seed=sampling["seed"])
         self.position = StreamPosition(int(sampling["epoch"]))
 
@@ -313,6 +335,7 @@ class WindowDataset(KoeMorphNames, IterableDataset):
     tail = _forward("sampler", "tail", "'drop' or 'pad' (one more zero-padded window per take).")
     augment = _forward("reader", "augment", "The augmentation (an augment.Augment) or None.")
     max_cached_takes = _forward("store", "capacity", "Decoded takes kept per process.")
+    prefetch_takes = _forward("store", "prefetch_takes", "Takes loaded ahead of the reader, in the background.")
 
     @property
     def window_samples(self) -> int:
@@ -414,17 +437,19 @@ class WindowDataset(KoeMorphNames, IterableDataset):
         counting = info is None  # a worker's count never reaches the training process
         resume = self.position.begin(epoch, count=counting)
         self.sampler.start_stream(worker, 0 if info is None else workers, resume)
+        ahead = TakeLookahead(self.store)  # the next takes of this worker's stream, in the background
         if self.lanes is not None:
             step = self.lanes
+            steps = self.sampler.lane_steps(epoch, worker, workers, resume)
             stream: Iterator[Batch] = (
-                self.reader.lane_batch(plan, index, reset)
-                for plan, index, reset in self.sampler.lane_steps(epoch, worker, workers, resume)
+                self.reader.lane_batch(plan, index, reset) for plan, index, reset in ahead.follow(steps, lane_starts)
             )
         else:
             step = 1
+            pieces = take_pieces(self.sampler.window_runs(epoch, worker, workers, resume))
             stream = (
                 self.reader.sample(plan, i)
-                for plan, positions in self.sampler.window_runs(epoch, worker, workers, resume)
+                for plan, positions in ahead.follow(pieces, lambda piece: run_starts(*piece))
                 for i in positions.tolist()
             )
         for item in stream:
@@ -525,6 +550,8 @@ class SequentialKoeMorphDataset(WindowDataset):
         pose: bool = False,
         storage_options: Mapping[str, Any] | None = None,
         manifest: str | Path | bool | None = None,
+        cache_limit: int | str | None = None,
+        prefetch_takes: int = 2,
     ) -> None:
         check_positive(stride_frames=stride_frames)
         self.stride_frames = int(stride_frames)
@@ -596,22 +623,16 @@ class AdaptiveSequentialDataset(WindowDataset):
         pose: bool = False,
         storage_options: Mapping[str, Any] | None = None,
         manifest: str | Path | bool | None = None,
+        cache_limit: int | str | None = None,
+        prefetch_takes: int = 2,
     ) -> None:
+        koemorph, ratio = check_reproduce(reproduce) == "koemorph", float(dense_sampling_ratio)
         schedule = AdaptiveStride(
-            stride_mode,
-            initial_stride,
-            final_stride,
-            max_epochs,
-            progressive_schedule,
-            float(dense_sampling_ratio),
-            koemorph=check_reproduce(reproduce) == "koemorph",
+            stride_mode, initial_stride, final_stride, max_epochs, progressive_schedule, ratio, koemorph=koemorph
         )
-        self.stride_mode = stride_mode
-        self.initial_stride = int(initial_stride)
-        self.final_stride = int(final_stride)
-        self.max_epochs = int(max_epochs)
-        self.dense_sampling_ratio = float(dense_sampling_ratio)
-        self.progressive_schedule = progressive_schedule
+        self.stride_mode, self.progressive_schedule = stride_mode, progressive_schedule
+        self.initial_stride, self.final_stride = int(initial_stride), int(final_stride)
+        self.max_epochs, self.dense_sampling_ratio = int(max_epochs), ratio
         options = locals()
         super().__init__(data_dir, stride=schedule, **_passed(options))
 

@@ -22,6 +22,7 @@ from torch.utils.data import default_collate
 
 from . import _core
 from .batch import Batch, BatchSchema
+from .lookahead import TakeLookahead, lane_starts, run_starts
 from .sampling import EpochPlan, Resume, StreamPosition, WindowSampler, check_positive
 from .store import TakeStore
 from .windows import WindowReader
@@ -94,29 +95,31 @@ class _ChunkBuffers:
 @dataclass
 class _Chunk:
     """Consecutive windows of the stream: index arrays, flag tensors and the positions where
-    the take changes (for decoding the next take ahead)."""
+    the take changes."""
 
     files: np.ndarray
     frames: np.ndarray
     samples: np.ndarray
     flags: dict[str, torch.Tensor]
     bounds: np.ndarray  # positions i where files[i] != files[i - 1]
-    upcoming: int | None = None  # the take that follows the chunk
     pose: torch.Tensor | None = None  # [n, window_frames, 9], once gathered (pose=True)
 
     def __len__(self) -> int:
         return len(self.files)
 
+    def takes(self) -> list[int]:
+        """The takes of the chunk in order (what the lookahead prefetches)."""
+        if not len(self.files):
+            return []
+        return self.files[np.concatenate(([0], self.bounds)).astype(np.int64)].tolist()
+
     def slice(self, lo: int, hi: int) -> _Chunk:
-        k = int(np.searchsorted(self.bounds, hi, side="left"))
-        upcoming = int(self.files[self.bounds[k]]) if k < len(self.bounds) else None
         return _Chunk(
             self.files[lo:hi],
             self.frames[lo:hi],
             self.samples[lo:hi],
             {key: value[lo:hi] for key, value in self.flags.items()},
             self.bounds[(self.bounds > lo) & (self.bounds < hi)] - lo,
-            upcoming,
         )
 
     def join(self, other: _Chunk) -> _Chunk:
@@ -131,6 +134,11 @@ class _Chunk:
             {key: torch.cat((self.flags[key], other.flags[key])) for key in self.flags},
             bounds,
         )
+
+
+def _batch_starts(pieces: list[tuple[EpochPlan, np.ndarray]]) -> list[int]:
+    """The takes of one batch's (plan, positions) pieces, in order."""
+    return [take for plan, positions in pieces for take in run_starts(plan, positions)]
 
 
 class ChunkPlanner:
@@ -183,8 +191,6 @@ class ChunkPlanner:
                 # The first batch alone, before the run's index arrays: out as early as possible.
                 head = self.run_chunk(plan, positions[:b])
                 positions = positions[b:]
-                nxt = int(plan.file[positions[0]])
-                head.upcoming = nxt if nxt != head.files[-1] else None
                 yield head
                 first = False
             run = self.run_chunk(plan, positions)
@@ -285,8 +291,6 @@ class ChunkGatherer:
         """Gathers a chunk in this thread and returns its batches."""
         audio, blendshapes = self._buffers.get(len(chunk))
         self.gather_chunk(chunk, audio, blendshapes, threads=threads)
-        if chunk.upcoming is not None:
-            self.store.prefetch(chunk.upcoming)
         return self.views(chunk, audio, blendshapes)
 
     def views(self, chunk: _Chunk, audio: torch.Tensor, blendshapes: torch.Tensor) -> list[Batch]:
@@ -382,7 +386,8 @@ class BatchLoader:
     row views of the chunk's tensors. The first batch is gathered synchronously, before the
     epoch's index arrays and any background work. Lanes mode materialises chunks on a pool
     of Python threads; with ``augment`` batches go through the dataset's sample path. The
-    take store decodes (or maps) the next take of the plan before the stream reaches it.
+    take store loads the next ``prefetch_takes`` takes of the stream in the background before
+    the stream reaches them (``lookahead.py``).
     """
 
     def __init__(
@@ -408,8 +413,8 @@ class BatchLoader:
         self.prefetch = int(prefetch)
         lanes = self.sampler.lanes
         # Takes a chunk needs (two at a file boundary; one per lane in lanes mode) plus the
-        # one decoded ahead.
-        self.store.require_capacity(max((lanes or 1) + 2, 4))
+        # ones loaded ahead.
+        self.store.require_capacity(max((lanes or 1) + 1, 3) + self.store.prefetch_takes)
         per = lanes if lanes is not None else self.batch_size
         self._chunk = max(1, 8 // per)  # batches per chunk (a few MB: stays in the CPU cache)
         self._queued_chunks = max(1, -(-self.prefetch // self._chunk))
@@ -436,10 +441,11 @@ class BatchLoader:
         resume = self.dataset.position.begin(epoch, count=True)
         self.sampler.start_stream(0, 0, resume)
         lanes, augment = self.sampler.lanes is not None, self.dataset.reader.augment is not None
+        ahead = TakeLookahead(self.store)  # the next takes of the stream, loaded in the background
         if lanes:
-            specs: Iterator[Any] = iter(self.sampler.lane_steps(epoch, 0, 1, resume))
-        else:
-            specs = self.planner.window_batches(epoch, resume)
+            specs: Iterator[Any] = ahead.follow(self.sampler.lane_steps(epoch, 0, 1, resume), lane_starts)
+        elif augment:
+            specs = ahead.follow(self.planner.window_batches(epoch, resume), _batch_starts)
         if augment:  # the per-window sample path, in order, one batch at a time
             make = self._lane_chunk_slow if lanes else self._window_chunk_slow
             chunks: Iterator[Any] = iter(lambda: list(itertools.islice(specs, 1)), [])
@@ -448,7 +454,8 @@ class BatchLoader:
             chunks = iter(lambda: list(itertools.islice(specs, self._chunk)), [])
         else:
             make = self.gatherer.window_chunk
-            chunks = self.planner.window_chunks(epoch, resume)
+            # The first chunk (one batch) is handed out before any peeking: as early as before.
+            chunks = ahead.follow(self.planner.window_chunks(epoch, resume), _Chunk.takes, first_alone=True)
         if not augment and not lanes and self.prefetch > 0:
             yield from self._window_stream(chunks)
         elif self.prefetch == 0:  # synchronous: everything in the caller's thread
@@ -490,8 +497,6 @@ class BatchLoader:
             for chunk in chunks:
                 audio, blendshapes = self._buffers.get(len(chunk))
                 ticket = self.gatherer.gather_chunk(chunk, audio, blendshapes, background=True)
-                if chunk.upcoming is not None:
-                    self.store.prefetch(chunk.upcoming)
                 pending.append((ticket, chunk, audio, blendshapes))
                 while len(pending) > ahead:
                     yield from self._finish(*pending.popleft())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
@@ -20,6 +22,7 @@ class BoundedCache(Generic[K, V]):
         self._items: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
         self._making: dict[K, threading.Lock] = {}
+        _LIVE.add(self)
 
     def __contains__(self, key: K) -> bool:
         with self._lock:
@@ -54,3 +57,18 @@ class BoundedCache(Generic[K, V]):
     def __reduce__(self):
         # Pickled into DataLoader workers: the contents and the locks stay behind.
         return (BoundedCache, (self.capacity,))
+
+
+_LIVE: weakref.WeakSet[BoundedCache] = weakref.WeakSet()
+
+
+def _fresh_locks_after_fork() -> None:
+    # A forked child (a DataLoader worker) inherits the values but none of the parent's
+    # threads: a lock or a gate one of them held at the fork would never be released.
+    for cache in list(_LIVE):
+        cache._lock = threading.Lock()
+        cache._making = {}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_locks_after_fork)
