@@ -266,21 +266,27 @@ class CacheBudget:
         self.used = max(0, self.used - self._remove(group))
         self.save()
 
-    def make_room(self, need: int, limit: int, *, keep: str | None = None, protect_since_ns: int | None = None) -> bool:
+    def make_room(
+        self,
+        need: int,
+        limit: int,
+        *,
+        keep: str | None = None,
+        protect_since_ns: int | None = None,
+        protected_last: bool = False,
+    ) -> bool:
         """Evicts the least recently used entries until ``need`` more bytes fit under ``limit``;
-        never ``keep`` nor an entry used since ``protect_since_ns``. False when that is not enough."""
+        never ``keep``, nor an entry used since ``protect_since_ns`` unless ``protected_last``
+        (then those go after all others, most recently used first: ``prepare`` keeps the takes it
+        reached first). False when that is not enough."""
         for attempt in range(2):
             if self.used + need <= limit:
                 return True
-            groups, _temps = self._scan()
-            victims = sorted(
-                (
-                    g
-                    for g in groups.values()
-                    if g.base != keep and (protect_since_ns is None or g.used_ns < protect_since_ns)
-                ),
-                key=lambda g: g.used_ns,
-            )
+            groups = [g for g in self._scan()[0].values() if g.base != keep]
+            since = protect_since_ns
+            victims = sorted((g for g in groups if since is None or g.used_ns < since), key=lambda g: g.used_ns)
+            if protected_last and since is not None:
+                victims += sorted((g for g in groups if g.used_ns >= since), key=lambda g: -g.used_ns)
             self.changing()
             for group in victims:
                 if self.used + need <= limit:

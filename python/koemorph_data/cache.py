@@ -383,12 +383,11 @@ class TakeCache:
 
     def trim(self) -> int:
         """Evicts least recently used entries until the directory is within ``limit`` (entries
-        used since ``protect_since_ns`` last); returns the bytes it then holds."""
+        used since ``protect_since_ns`` last, most recent first); returns the bytes it then holds."""
         if self.limit is None:
             return self.usage()
         with budget_for(self.cache_dir).locked() as budget:
-            if not budget.make_room(0, self.limit, protect_since_ns=self.protect_since_ns):
-                budget.make_room(0, self.limit)
+            budget.make_room(0, self.limit, protect_since_ns=self.protect_since_ns, protected_last=True)
             return budget.used
 
 

@@ -21,10 +21,19 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..budget import CacheFull, parse_size
 from ..cache import TakeCache
 from ..errors import UserError
 from ..takes import find_file_pairs
 from .common import TakeProgress, add_dataset_options, label_format, positive_int
+
+
+def size(text: str) -> int:
+    """argparse type: a size in bytes, or with a unit ("20GB", "1.5GiB")."""
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +47,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-prune", action="store_true", help="keep outdated entries of these takes (default: remove them)"
     )
+    parser.add_argument(
+        "--cache-limit",
+        type=size,
+        metavar="SIZE",
+        help="bytes the cache directory may hold, e.g. 20GB or 1.5GiB: takes are prepared in sorted order, "
+        "evicting least recently used entries of earlier runs, until the next take does not fit",
+    )
 
 
 @dataclass
@@ -48,15 +64,26 @@ class _Tally:
     current: int = 0
     nbytes: int = 0
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    unfit: int = 0  # did not fit under --cache-limit, or not started once one did not
 
     @property
     def prepared(self) -> int:
         return self.built + self.current
 
+    def full(self, limit: int | None) -> bool:
+        """A take did not fit under the limit, or those prepared fill it."""
+        return limit is not None and (self.unfit > 0 or self.nbytes >= limit)
+
     def add(self, wav: Path, future: Future) -> str:
         """Counts a finished take; returns its progress label."""
+        if future.cancelled():
+            self.unfit += 1
+            return f"skipped {wav.stem}"
         try:
             (audio, blendshapes, _pose), stored = future.result()
+        except CacheFull:
+            self.unfit += 1
+            return f"did not fit {wav.stem}"
         except (ValueError, OSError) as exc:  # DataFormatError is a ValueError
             self.failed.append((wav, str(exc)))
             return f"FAILED {wav.stem}"
@@ -139,17 +166,25 @@ def run(args: argparse.Namespace) -> int:
     if not pairs:
         raise UserError(f"no .wav/.jsonl pairs found under {args.data_dir}")
     _make_cache_dir(args.cache_dir)
-    cache = TakeCache(args.cache_dir, args.sample_rate, args.fps, label_format(args))
+    started = time.perf_counter()
+    # With a limit, the entries this run uses are never evicted to make room for its next take.
+    protect = time.time_ns() if args.cache_limit is not None else None
+    cache = TakeCache(
+        args.cache_dir, args.sample_rate, args.fps, label_format(args), limit=args.cache_limit, protect_since_ns=protect
+    )
     progress = TakeProgress("prepare", len(pairs))
     tally = _Tally()
-    started = time.perf_counter()
     futures: dict[Future, Path] = {}
     pool = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="koemorph-prepare")
     try:
         for wav, jsonl in pairs:
             futures[pool.submit(cache.fill, wav, jsonl, force=args.force)] = wav
         for future in as_completed(futures):
+            full = tally.full(args.cache_limit)
             progress.step(tally.add(futures.pop(future), future))
+            if tally.full(args.cache_limit) and not full:  # the takes not started stay out
+                for pending in futures:
+                    pending.cancel()
     except KeyboardInterrupt:
         _stop(pool, futures, tally, progress, args.cache_dir)
         progress.close(" (interrupted)")
@@ -167,6 +202,23 @@ def run(args: argparse.Namespace) -> int:
         f"({tally.built} built, {tally.current} already current, {pruned} outdated removed; "
         f"{tally.nbytes / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s"
     )
+    if args.cache_limit is not None:
+        _report_limit(cache, pairs)
     for wav, reason in tally.failed:
         print(f"failed: {wav}: {reason}", file=sys.stderr)
     return 1 if tally.failed else 0
+
+
+def _report_limit(cache: TakeCache, pairs: list[tuple[Path, Path]]) -> None:
+    """Brings the cache within its limit (least recently used entries first, then the takes of
+    this run reached last) and says how many of the takes it holds."""
+    held = cache.trim()
+    kept = sum(cache.lookup(wav, jsonl) is not None for wav, jsonl in pairs)
+    line = f"cache limit {(cache.limit or 0) / 1e6:.1f} MB: {kept} of the {_takes(len(pairs))} fit"
+    line += f" (the cache holds {held / 1e6:.1f} MB)"
+    if kept < len(pairs):
+        line += (
+            f"; datasets with this cache_dir and cache_limit decode the other {len(pairs) - kept} on first use, "
+            "evicting the least recently used takes"
+        )
+    print(line)
