@@ -52,8 +52,6 @@ FORMAT_VERSION = 3
 
 _AUDIO, _BLENDSHAPES, _POSE = ARRAYS
 _META = RECORD
-#: More than any .npy header of the arrays stored here takes (numpy pads them to 64 bytes).
-_NPY_HEADER_BOUND = 4096
 
 
 class TakeArrays(NamedTuple):
@@ -133,6 +131,13 @@ class CacheEntry:
         touch(self.record_file)  # recency, for the least-recently-used eviction of cache_limit
         # Plain read-only ndarray views of the maps (torch.from_numpy and friends expect ndarray).
         return TakeArrays(audio.view(np.ndarray), blendshapes.view(np.ndarray), pose)
+
+
+def _npy_bytes(array: np.ndarray) -> int:
+    """The size of ``array``'s .npy file (np.save writes a version 1.0 header for these arrays)."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+    return header.tell() + array.nbytes
 
 
 def _load_npy(path: Path) -> np.ndarray:
@@ -282,7 +287,7 @@ class TakeCache:
         meta = self._record(before, key, arrays, header, source_fps, rows)
         record = json.dumps(meta, indent=1).encode()
         parts = [(suffix, a) for suffix, a in zip((_AUDIO, _BLENDSHAPES, _POSE), arrays) if a is not None]
-        bound = len(record) + sum(a.nbytes + _NPY_HEADER_BOUND for _, a in parts)
+        bound = len(record) + sum(_npy_bytes(a) for _, a in parts)
         budget = budget_for(self.cache_dir)
         with budget.locked():
             if not force and (stored := self._lookup(*before)) is not None:
@@ -302,7 +307,8 @@ class TakeCache:
             _atomic_write(base.with_name(base.name + _META), lambda f: f.write(record))
             budget.used += budget.entry_size(base.name) - replaced
             budget.save()
-        return CacheEntry(base, meta).arrays(), True
+            # Mapped before the lock is released: another process may evict the entry then.
+            return CacheEntry(base, meta).arrays(), True
 
     def _refuse(self, base: Path, bound: int, warned: set[str]) -> None:
         """A take that does not fit: CacheFull when protecting entries, else a warning (once)."""
