@@ -459,8 +459,7 @@ class BatchLoader:
         if not augment and not lanes and self.prefetch > 0:
             yield from self._window_stream(chunks)
         elif self.prefetch == 0:  # synchronous: everything in the caller's thread
-            for chunk in chunks:
-                yield from self._hand_over(make(chunk))
+            yield from self._synchronous(chunks, make, salvage=not augment and not lanes)
         else:
             yield from self._pooled(chunks, make, threads=1 if augment else self.num_threads)
 
@@ -496,7 +495,13 @@ class BatchLoader:
         try:
             for chunk in chunks:
                 audio, blendshapes = self._buffers.get(len(chunk))
-                ticket = self.gatherer.gather_chunk(chunk, audio, blendshapes, background=True)
+                try:
+                    ticket = self.gatherer.gather_chunk(chunk, audio, blendshapes, background=True)
+                except Exception as error:  # a take failed to load (nothing was started)
+                    self._buffers.release(audio)
+                    while pending:
+                        yield from self._finish(*pending.popleft())
+                    yield from self._salvage(chunk, error)  # ends by raising the error
                 pending.append((ticket, chunk, audio, blendshapes))
                 while len(pending) > ahead:
                     yield from self._finish(*pending.popleft())
@@ -506,6 +511,29 @@ class BatchLoader:
             for ticket, _, audio, _ in pending:
                 ticket.wait()  # the copy must end before its buffers are reused or freed
                 self._buffers.release(audio)
+
+    def _synchronous(self, chunks: Iterator[Any], make: Any, *, salvage: bool) -> Iterator[Batch]:
+        """Every chunk made and handed over in the caller's thread."""
+        for chunk in chunks:
+            try:
+                batches = make(chunk)
+            except Exception as error:
+                if not salvage:
+                    raise
+                yield from self._salvage(chunk, error)  # ends by raising the error
+            yield from self._hand_over(batches)
+
+    def _salvage(self, chunk: _Chunk, error: Exception) -> Iterator[Batch]:
+        """After a take of ``chunk`` failed to load: the chunk's batches before the first one
+        that needs a take the store does not hold are handed over, then ``error`` is raised,
+        so the stream fails where it reaches the failing take (as the dataset's iterator does)."""
+        b = self.batch_size
+        for lo in range(0, len(chunk), b):
+            part = chunk.slice(lo, lo + b)
+            if not all(take in self.store for take in part.takes()):
+                break
+            yield from self._hand_over(self.gatherer.window_chunk(part, threads=1))
+        raise error
 
     def _finish(self, ticket: Any, chunk: _Chunk, audio: torch.Tensor, blendshapes: torch.Tensor) -> Iterator[Batch]:
         ticket.wait()

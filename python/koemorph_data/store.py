@@ -71,6 +71,10 @@ class TakeStore:
         """Keeps at least ``takes`` takes (a reader that needs several at once asks for room)."""
         self._takes.capacity = max(self._takes.capacity, int(takes))
 
+    def __contains__(self, file_index: int) -> bool:
+        """The take is kept (or being loaded)."""
+        return int(file_index) in self._takes
+
     def get(self, file_index: int) -> TakeArrays:
         """(audio, blendshapes, pose) of take ``file_index``, from the store or loaded now
         (the error of a failed background load of it is raised here)."""
@@ -90,7 +94,9 @@ class TakeStore:
         """Starts loading a take in the background (a reader reaches it soon); a failure is
         raised by ``get`` when the take is needed."""
         file_index = int(file_index)
-        if self.prefetch_takes <= 0 or file_index in self._queued or file_index in self._takes:
+        if self.prefetch_takes <= 0 or file_index in self._queued or file_index in self._failed:
+            return
+        if file_index in self._takes:
             return
         if self._ahead is None:
             self._ahead = ThreadPoolExecutor(max_workers=self.prefetch_takes, thread_name_prefix="koemorph-take-ahead")

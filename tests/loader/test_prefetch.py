@@ -1,0 +1,220 @@
+"""``prefetch_takes``: while a reader is in take k, the next takes of its own stream are already
+requested from the store (read from the S3 server's own request log), ``prefetch_takes=0``
+requests nothing ahead, and a prefetched take that fails raises its error when the stream
+reaches it, after every window before it."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import uuid
+
+import pytest
+from conftest import s3_options, upload_dir
+from torch.utils.data import DataLoader
+
+from koemorph_data import SequentialKoeMorphDataset
+from koemorph_data.errors import DataFormatError
+from koemorph_data.manifest import write_manifest
+
+OPTIONS = dict(window_frames=64, stride_frames=16, loop_dataset=False, seed=5)
+DEADLINE_S = 60.0  # for a background request to show up; a hang fails instead of blocking
+
+
+class RequestLog(logging.Handler):
+    """The object paths the moto server (werkzeug) served for one bucket, in order."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(level=logging.INFO)
+        self.prefix = f"/{bucket}/"
+        self.paths: list[str] = []
+        self.paths_lock = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = re.search(r"(GET|HEAD) (/\S+) HTTP", record.getMessage())
+        if found and found[2].startswith(self.prefix):
+            with self.paths_lock:
+                self.paths.append(found[2].split("?")[0])
+
+    def clear(self) -> None:
+        with self.paths_lock:
+            self.paths.clear()
+
+    def requested(self, ds, take: int) -> bool:
+        """Any request for one of the take's two objects."""
+        wanted = {"/" + p.as_posix() for p in ds.file_pairs[take]}
+        with self.paths_lock:
+            return any(path in wanted for path in self.paths)
+
+    def count(self, url: str) -> int:
+        """Requests for one object (its ``s3://`` URL)."""
+        with self.paths_lock:
+            return self.paths.count(url[len("s3:/") :])
+
+    def wait_for(self, ds, take: int) -> None:
+        deadline = time.monotonic() + DEADLINE_S
+        while not self.requested(ds, take):
+            assert time.monotonic() < deadline, f"take {take} was never requested"
+            time.sleep(0.005)
+
+
+@pytest.fixture()
+def bucket(many_dataset, s3_endpoint):
+    url = upload_dir(many_dataset, s3_endpoint, f"s3://ahead-{uuid.uuid4().hex[:8]}/capture")
+    write_manifest(url, storage_options=s3_options(s3_endpoint))  # the dataset then reads no take to start
+    return url
+
+
+@pytest.fixture()
+def request_log(bucket):
+    log = RequestLog(bucket[len("s3://") :].split("/")[0])
+    werkzeug = logging.getLogger("werkzeug")
+    werkzeug.addHandler(log)
+    level = werkzeug.level
+    werkzeug.setLevel(logging.INFO)
+    yield log
+    werkzeug.removeHandler(log)
+    werkzeug.setLevel(level)
+
+
+def remote(bucket, s3_endpoint, tmp_path, **kwargs):
+    return SequentialKoeMorphDataset(
+        bucket, storage_options=s3_options(s3_endpoint), cache_dir=tmp_path / "cache", **{**OPTIONS, **kwargs}
+    )
+
+
+def stream_order(many_dataset, **kwargs) -> list[int]:
+    """The take of every window of the stream, in order (from the same takes on local disk)."""
+    local = SequentialKoeMorphDataset(many_dataset, **{**OPTIONS, **kwargs})
+    return [int(sample["file_indices"]) for sample in local]
+
+
+def take_order(windows: list[int]) -> list[int]:
+    return [take for i, take in enumerate(windows) if i == 0 or windows[i - 1] != take]
+
+
+def test_the_next_two_takes_are_requested_while_a_take_is_read(
+    many_dataset, bucket, s3_endpoint, tmp_path, request_log
+):
+    ds = remote(bucket, s3_endpoint, tmp_path)
+    assert ds.prefetch_takes == 2 and ds.max_cached_takes == 3  # room for the takes ahead
+    windows = stream_order(many_dataset)
+    takes = take_order(windows)
+    assert len(takes) == 7 and min(windows.count(t) for t in takes) >= 3
+    request_log.clear()
+    for i, sample in enumerate(ds):
+        take = windows[i]
+        assert int(sample["file_indices"]) == take
+        if i + 1 < len(windows) and windows[i + 1] == take:
+            continue
+        # The last window of this take is in hand: the next two takes were requested before
+        # the stream asked for anything of them, and none further ahead.
+        k = takes.index(take)
+        for nxt in takes[k + 1 : k + 3]:
+            request_log.wait_for(ds, nxt)
+        assert not any(request_log.requested(ds, later) for later in takes[k + 3 :])
+
+
+def test_prefetch_takes_zero_requests_nothing_ahead(many_dataset, bucket, s3_endpoint, tmp_path, request_log):
+    ds = remote(bucket, s3_endpoint, tmp_path, prefetch_takes=0)
+    assert ds.max_cached_takes == 2
+    windows = stream_order(many_dataset)
+    takes = take_order(windows)
+    request_log.clear()
+    for i, sample in enumerate(ds):
+        take = windows[i]
+        assert int(sample["file_indices"]) == take
+        k = takes.index(take)
+        assert request_log.requested(ds, take)
+        assert not any(request_log.requested(ds, later) for later in takes[k + 1 :])
+
+
+def test_a_dataloader_worker_requests_its_next_takes_ahead(many_dataset, bucket, s3_endpoint, tmp_path, request_log):
+    """The main process holds the last window of take k while the worker is at most two
+    batches (windows) ahead: only a prefetch can have requested take k + 2 by then."""
+    windows = stream_order(many_dataset)
+    takes = take_order(windows)
+    for prefetch_takes in (2, 0):
+        ds = remote(bucket, s3_endpoint, tmp_path / str(prefetch_takes), prefetch_takes=prefetch_takes)
+        request_log.clear()
+        loader = DataLoader(ds, batch_size=1, num_workers=1, prefetch_factor=2)
+        for i, batch in enumerate(loader):
+            take = windows[i]
+            assert int(batch["file_indices"]) == take
+            k = takes.index(take)
+            if (i + 1 < len(windows) and windows[i + 1] == take) or k + 2 >= len(takes):
+                continue
+            if prefetch_takes:
+                request_log.wait_for(ds, takes[k + 2])
+            else:
+                assert not request_log.requested(ds, takes[k + 2])
+
+
+@pytest.mark.parametrize("prefetch", [2, 0])
+def test_loader_requests_the_takes_after_its_chunks_ahead(
+    many_dataset, bucket, s3_endpoint, tmp_path, request_log, prefetch
+):
+    """``loader()`` plans chunks of batches ahead: the takes after the planned chunk are
+    requested with ``prefetch_takes=2``, and with ``prefetch_takes=0`` (and ``prefetch=0``:
+    one batch per chunk, gathered when it is handed over) nothing beyond the batch in hand."""
+    windows = stream_order(many_dataset)
+    takes = take_order(windows)
+    ds = remote(bucket, s3_endpoint, tmp_path, prefetch_takes=2 if prefetch else 0)
+    request_log.clear()
+    seen = 0
+    for batch in ds.loader(batch_size=8, prefetch=prefetch):
+        seen += len(batch["file_indices"])
+        assert batch["file_indices"].tolist() == windows[seen - 8 : seen]
+        k = takes.index(windows[seen - 1])
+        if prefetch and seen > 8:  # the first batch is handed out before any peeking (as early as ever)
+            for nxt in takes[k + 1 : k + 3]:
+                request_log.wait_for(ds, nxt)
+        else:
+            assert not any(request_log.requested(ds, later) for later in takes[k + 1 :])
+    assert seen == len(windows) // 8 * 8
+
+
+# ---------------------------------------------------------------------------- failures
+def _break_third_take(ds, s3_endpoint, takes: list[int]) -> str:
+    """Rewrites the JSONL of the stream's third take after the manifest: reading it is a
+    DataFormatError naming it. Returns its URL."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3_options(s3_endpoint), skip_instance_cache=True)
+    jsonl = ds.file_pairs[takes[2]][1].as_posix()
+    fs.pipe_file(f"s3://{jsonl}", b'{"timestamp": 0, "blendshapes": {}}\n')
+    return f"s3://{jsonl}"
+
+
+@pytest.mark.parametrize("reader", ["in-process", "workers", "loader", "loader-sync"])
+def test_a_failed_prefetch_raises_when_its_take_is_reached(
+    many_dataset, bucket, s3_endpoint, tmp_path, request_log, reader
+):
+    windows = stream_order(many_dataset)
+    takes = take_order(windows)
+    ds = remote(bucket, s3_endpoint, tmp_path, batch_size=4)
+    url = _break_third_take(ds, s3_endpoint, takes)
+    before = windows.index(takes[2])  # windows of the first two takes
+    request_log.clear()
+    delivered = 0
+    if reader == "in-process":
+        stream = iter(ds)
+    elif reader == "workers":
+        stream = iter(DataLoader(ds, batch_size=4, num_workers=2))
+    else:
+        stream = iter(ds.loader(batch_size=4, prefetch=2 if reader == "loader" else 0))
+    with pytest.raises(DataFormatError, match=re.escape(url) + ": changed since it was listed"):
+        for item in stream:
+            n = len(item["file_names"]) if isinstance(item["file_names"], list) else 1
+            assert item["file_indices"].reshape(-1).tolist() == windows[delivered : delivered + n]
+            delivered += n
+            if delivered == windows.index(takes[1]) and reader == "in-process":
+                # Still in the first take: the broken one was already requested, in the background.
+                request_log.wait_for(ds, takes[2])
+    # Everything before the broken take was delivered (whole batches of it), nothing after.
+    per = 1 if reader == "in-process" else 4
+    assert delivered == before // per * per
+    if reader != "workers":  # (each worker reads the broken take of its own stream)
+        assert request_log.count(url) == 1  # the prefetch's error was raised, not fetched again
