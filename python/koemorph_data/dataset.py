@@ -483,7 +483,9 @@ class WindowDataset(KoeMorphNames, IterableDataset):
         Only indices move through Python: the core's threads copy the windows of the next
         few batches from the decoded takes (or the memory-mapped cache with ``cache_dir``)
         straight into the batch tensors. Consecutive batches are row views of one chunk
-        tensor (holding a batch keeps its chunk's memory alive). A batch counts as consumed
+        tensor (holding a batch keeps its chunk's memory alive). The dataset's
+        ``prefetch_takes`` next takes of the stream load in the background from the second
+        batch on (the first is out before that). A batch counts as consumed
         for ``state_dict()`` once it is handed over. With ``augment`` set, batches are built
         window by window through ``reader.sample`` (correct and in order, not faster than a
         DataLoader with num_workers=0).
