@@ -100,7 +100,10 @@ class TakeStore:
             return
         if self._ahead is None:
             self._ahead = ThreadPoolExecutor(max_workers=self.prefetch_takes, thread_name_prefix="koemorph-take-ahead")
-        future = self._ahead.submit(self._load_ahead, file_index)
+        try:
+            future = self._ahead.submit(self._load_ahead, file_index)
+        except RuntimeError:  # shut down by another stream's end meanwhile: a hint, skipped
+            return
         self._queued[file_index] = future
         future.add_done_callback(lambda _f: self._queued.pop(file_index, None))
 
@@ -119,9 +122,11 @@ class TakeStore:
             raise
 
     def cancel_prefetch(self) -> None:
-        """Drops the background loads not started yet and the errors kept (a stream ended)."""
-        for future in list(self._queued.values()):
-            future.cancel()
+        """Drops the background loads not started yet and the errors kept, and lets the threads
+        end once idle (a stream ended: no thread of ours outlives it, e.g. into a fork)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.shutdown(wait=False, cancel_futures=True)
         self._failed.clear()
 
     def load(self, file_index: int) -> TakeArrays:

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import uuid
@@ -218,3 +221,31 @@ def test_a_failed_prefetch_raises_when_its_take_is_reached(
     assert delivered == before // per * per
     if reader != "workers":  # (each worker reads the broken take of its own stream)
         assert request_log.count(url) == 1  # the prefetch's error was raised, not fetched again
+
+
+_THREADS_AFTER_STREAMS = textwrap.dedent("""
+    import sys, threading, time
+    from koemorph_data import SequentialKoeMorphDataset
+
+    def ahead_threads():
+        return [t.name for t in threading.enumerate() if t.name.startswith("koemorph-take-ahead")]
+
+    ds = SequentialKoeMorphDataset(sys.argv[1], cache_dir=sys.argv[2], window_frames=64, stride_frames=16,
+                                   loop_dataset=False, seed=5)
+    for name, stream in (("iter", iter(ds)), ("loader", iter(ds.loader()))):
+        next(stream), next(stream)  # (loader(): its first batch comes before any take is loaded ahead)
+        during = ahead_threads()
+        rest = sum(1 for _ in stream)
+        deadline = time.monotonic() + 60
+        while ahead_threads() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        print(name, len(during) > 0, rest > 0, ahead_threads())
+""")
+
+
+def test_no_background_thread_outlives_the_stream(many_dataset, tmp_path):
+    """The threads loading takes ahead end with the stream (none is left for a later fork)."""
+    script = [sys.executable, "-c", _THREADS_AFTER_STREAMS, str(many_dataset), str(tmp_path)]
+    proc = subprocess.run(script, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines() == ["iter True True []", "loader True True []"]
