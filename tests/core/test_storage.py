@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import socket
 import time
 import uuid
 from pathlib import Path, PurePosixPath
@@ -93,6 +94,24 @@ def test_stopped_server_fails_fast_naming_the_object(messy_dir):
     assert info.value.url == f"{url}/{rel.as_posix()}"
     assert time.monotonic() - started < 10  # 3 attempts, 0.05 + 0.1 s of backoff: no hang
     assert pickle.loads(pickle.dumps(info.value)).url == info.value.url
+
+
+def test_unanswered_requests_time_out_naming_the_object():
+    # A server that takes connections (the kernel's listen backlog) and never answers them.
+    deadline_s = 0.5
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        source = open_root("s3://silent/takes", s3_options(endpoint), timeout=deadline_s, retries=1, backoff=0.01)
+        started = time.monotonic()
+        with pytest.raises(
+            StorageError, match=r"s3://silent/takes/a\.wav: read failed after 2 attempt\(s\).*[Tt]imeout"
+        ):
+            source.read_bytes("a.wav")
+        elapsed = time.monotonic() - started
+    assert elapsed >= 2 * deadline_s  # both attempts waited for their deadline ...
+    assert elapsed < 2 * 2 * deadline_s + 0.01 + 10  # ... and no longer (client set-up aside): no hang
 
 
 def test_bad_policy_is_a_value_error():
