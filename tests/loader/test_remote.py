@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -143,3 +146,19 @@ def test_object_replaced_mid_epoch_is_an_error_naming_it(twelve_takes, s3_endpoi
     with pytest.raises(DataFormatError, match=rf"{re.escape(wav_url)}: changed since it was listed"):
         for _ in batches:
             pass
+
+
+def test_bench_remote_smoke(tmp_path):
+    """The object-storage benchmark's smoke run on tiny data: it runs and prints its table."""
+    pytest.importorskip("moto.server")
+    out_json = tmp_path / "bench.json"
+    command = [sys.executable, str(Path(__file__).parents[2] / "benches" / "bench_remote.py")]
+    command += ["--takes", "2", "--seconds", "12", "--repeat", "1", "--strides", "64", "--json", str(out_json)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for needle in ("plain s3fs download", "cold epoch", "warm epoch", "local directory", "target >= 0.8"):
+        assert needle in proc.stdout, needle
+    results = json.loads(out_json.read_text())
+    assert results["objects"] == 4 and results["rounds"][0]["download_each_s"] > 0
+    # 12 s takes are 360 frames: 2 windows of 256 at stride 64 (starts 0 and 64) per take.
+    assert results["rounds"][0]["64"]["windows"] == 4
