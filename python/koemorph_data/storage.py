@@ -21,7 +21,9 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, TypeVar
@@ -31,6 +33,7 @@ from .errors import StorageError
 logger = logging.getLogger("koemorph_data")
 
 T = TypeVar("T")
+R = TypeVar("R")
 RelPair = tuple[PurePosixPath, PurePosixPath]
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -108,6 +111,44 @@ def find_file_pairs(data_dir: str | Path) -> tuple[list[tuple[Path, Path]], list
     if not root.is_dir():
         raise ValueError(f"data_dir {root} is not a directory")
     return pair_up(walk(root, ".wav"), set(walk(root, ".jsonl")), lambda wav: wav.with_suffix(".jsonl"))
+
+
+def map_in_order(
+    call: Callable[[T], R], items: Iterable[T], *, workers: int, until: Callable[[R], bool] | None = None
+) -> list[R]:
+    """``[call(item) for item in items]`` with up to ``workers`` calls running at once (requests
+    to a store overlap), results in item order. Stops after the first result ``until`` accepts,
+    and at the first exception, which is raised; calls not started by then are never started
+    (a store that went away fails one bounded request per worker, not one per item)."""
+    if workers <= 1:
+        results = []
+        for item in items:
+            results.append(call(item))
+            if until is not None and until(results[-1]):
+                break
+        return results
+    pending: deque[Future[R]] = deque()
+    results = []
+    source = iter(items)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="koemorph-fetch") as pool:
+        try:
+            for item in source:  # a bounded window: 100,000 takes are not 100,000 futures at once
+                pending.append(pool.submit(call, item))
+                if len(pending) >= 4 * workers and _take_first(pending, results, until):
+                    return results
+            while pending:
+                if _take_first(pending, results, until):
+                    return results
+        finally:
+            for future in pending:
+                future.cancel()
+    return results
+
+
+def _take_first(pending: deque[Future[R]], results: list[R], until: Callable[[R], bool] | None) -> bool:
+    """Moves the oldest future's result to ``results`` (raising its exception); True to stop."""
+    results.append(pending.popleft().result())
+    return until is not None and until(results[-1])
 
 
 class TakeSource:
