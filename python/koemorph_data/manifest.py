@@ -261,18 +261,12 @@ def _jsonl_facts(data: bytes, name: str, labels: LabelFormat) -> dict[str, Any]:
     return {"rows": rows, "source_fps": fps, "first_s": first, "last_s": last, "max_step_s": step, "pose": pose}
 
 
-def _stat(source: TakeSource, rel: PurePosixPath | str) -> ObjectStat:
-    listed = getattr(source, "listed", {})
-    key = PurePosixPath(rel) if listed else rel
-    return listed[key] if key in listed else source.stat(rel)
-
-
 def describe_take(
     source: TakeSource, wav: PurePosixPath | str, jsonl: PurePosixPath | str, labels: LabelFormat
 ) -> ManifestEntry:
     """The manifest entry of one take: its stamps and validation facts, or the error validation
     raises for it (the JSONL is checked first, as ``validate_take`` does)."""
-    wav_stat, jsonl_stat = _stat(source, wav), _stat(source, jsonl)
+    wav_stat, jsonl_stat = source.listed_stat(wav), source.listed_stat(jsonl)
     base: dict[str, Any] = dict(
         wav=PurePosixPath(wav).as_posix(),
         jsonl=PurePosixPath(jsonl).as_posix(),
@@ -411,7 +405,7 @@ def _listing_matches(source: TakeSource, manifest: Manifest, listing: tuple[list
         return False
     columns = manifest.columns
     try:
-        sizes = [(_stat(source, w).size, _stat(source, j).size) for w, j in listing[0]]
+        sizes = [(source.listed_stat(w).size, source.listed_stat(j).size) for w, j in listing[0]]
     except FileNotFoundError:
         return False
     recorded = np.stack([columns.wav_size, columns.jsonl_size], axis=1) if sizes else np.zeros((0, 2))

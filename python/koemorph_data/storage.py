@@ -167,6 +167,11 @@ class TakeSource:
         """Size and version of one object (FileNotFoundError when it is missing)."""
         raise NotImplementedError
 
+    def listed_stat(self, rel: PurePosixPath | str) -> ObjectStat:
+        """``stat`` as the last ``list_pairs`` saw the object (a remote listing records every
+        object's size and ETag: no request), else asked now."""
+        return self.stat(rel)
+
     def read_bytes(self, rel: PurePosixPath | str) -> bytes:
         """The whole content of one object."""
         raise NotImplementedError
@@ -326,6 +331,10 @@ class RemoteSource(TakeSource):
         path = self.path(rel).as_posix()
         info = self._call("stat", rel, lambda: self.fs.info(path, **self._deadline()))
         return ObjectStat(int(info.get("size") or 0), _version(info))
+
+    def listed_stat(self, rel: PurePosixPath | str) -> ObjectStat:
+        found = self.listed.get(PurePosixPath(rel))
+        return found if found is not None else self.stat(rel)
 
     def read_bytes(self, rel: PurePosixPath | str) -> bytes:
         path = self.path(rel).as_posix()
