@@ -213,7 +213,11 @@ class TakeCache:
         return self._store(before, TakeArrays(audio, values, pose), header, source_fps, rows), True
 
     def fetched_stamps(
-        self, source: TakeSource, wav: PurePosixPath | str, jsonl: PurePosixPath | str, expected: tuple[ObjectStat, ObjectStat]
+        self,
+        source: TakeSource,
+        wav: PurePosixPath | str,
+        jsonl: PurePosixPath | str,
+        expected: tuple[ObjectStat, ObjectStat],
     ) -> tuple[SourceStamp, SourceStamp]:
         """What keys a take in object storage: its objects' URLs, sizes and ETags as expected."""
         return SourceStamp(source.name(wav), expected[0].size, expected[0].version), SourceStamp(
@@ -221,7 +225,11 @@ class TakeCache:
         )
 
     def lookup_fetched(
-        self, source: TakeSource, wav: PurePosixPath | str, jsonl: PurePosixPath | str, expected: tuple[ObjectStat, ObjectStat]
+        self,
+        source: TakeSource,
+        wav: PurePosixPath | str,
+        jsonl: PurePosixPath | str,
+        expected: tuple[ObjectStat, ObjectStat],
     ) -> CacheEntry | None:
         """The current entry of a take in object storage, or None; never fetches."""
         return self._lookup(*self.fetched_stamps(source, wav, jsonl, expected))

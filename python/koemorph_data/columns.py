@@ -188,16 +188,17 @@ class TakeInfos(_LazySequence["TakeInfo | None"]):
 
 
 class TakeStamps(_LazySequence["tuple[ObjectStat, ObjectStat] | None"]):
-    """Each take's (wav, jsonl) ``ObjectStat`` as recorded by a manifest (``stamps(i)``), None
-    for a skipped take or when nothing was recorded (``stamps`` None)."""
+    """Each take's (wav, jsonl) ``ObjectStat`` as recorded by a manifest (``stamps(position)``,
+    ``positions``: each take's position in the manifest), None for a skipped take or when
+    nothing was recorded (``stamps`` None)."""
 
     def __init__(
         self,
         valid: np.ndarray,
         stamps: Callable[[int], tuple[ObjectStat, ObjectStat]] | None = None,
-        index: np.ndarray | None = None,
+        positions: np.ndarray | None = None,
     ) -> None:
-        self.valid, self.stamps, self.index = valid, stamps, index
+        self.valid, self.stamps, self.positions = valid, stamps, positions
 
     def __len__(self) -> int:
         return len(self.valid)
@@ -205,7 +206,7 @@ class TakeStamps(_LazySequence["tuple[ObjectStat, ObjectStat] | None"]):
     def item(self, i: int) -> tuple[ObjectStat, ObjectStat] | None:
         if self.stamps is None or not self.valid[i]:
             return None
-        return self.stamps(int(self.index[i]) if self.index is not None else i)
+        return self.stamps(int(self.positions[i]) if self.positions is not None else i)
 
 
 def warn_mismatch(audio_path: Any, blendshape_frames: int, audio_frames: int, usable: int) -> None:

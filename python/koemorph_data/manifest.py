@@ -101,9 +101,11 @@ class ManifestEntry:
 
     def blendshape_frames(self, target_fps: float) -> int:
         """Frames at ``target_fps`` after the core's fps conversion (``blendshape_frame_counts``)."""
-        facts = [[float("nan") if v is None else v] for v in (self.source_fps, self.first_s, self.last_s)]
-        step = [float("nan") if self.max_step_s is None else self.max_step_s]
-        return int(blendshape_frame_counts(np.array([self.rows]), *facts, step, target_fps)[0])  # type: ignore[arg-type]
+        fps, first, last, step = (
+            np.array([np.nan if v is None else v], dtype=np.float64)
+            for v in (self.source_fps, self.first_s, self.last_s, self.max_step_s)
+        )
+        return int(blendshape_frame_counts(np.array([self.rows]), fps, first, last, step, target_fps)[0])
 
     def failure(self, source: TakeSource) -> DataFormatError | None:
         """The DataFormatError validation raised for this take (naming the file and line), or None."""
@@ -151,7 +153,9 @@ class ManifestColumns:
     def parse(cls, lines: bytes, name: str, first_line: int) -> ManifestColumns:
         """The columns of take lines (``first_line`` is their first line's number in ``name``)."""
         parsed = _core.parse_manifest_lines(lines, name, first_line)
-        errors = {int(i): {"file": file, "line": line, "reason": reason} for i, file, line, reason in parsed.pop("errors")}
+        errors = {
+            int(i): {"file": file, "line": line, "reason": reason} for i, file, line, reason in parsed.pop("errors")
+        }
         return cls(**parsed, errors=errors)
 
     @classmethod
@@ -159,15 +163,12 @@ class ManifestColumns:
         def column(name: str) -> list[Any]:
             return [getattr(e, name) for e in entries]
 
-        ints = {k: np.array(column(k), dtype=np.uint64).reshape(-1) for k in _INTS}
-        floats = {k: np.array([np.nan if v is None else v for v in column(k)], dtype=np.float64) for k in _FLOATS}
-        return cls(
-            **{k: column(k) for k in ("wav", "jsonl", "wav_version", "jsonl_version")},
-            **ints,
-            **floats,
-            pose=np.array(column("pose"), dtype=bool).reshape(-1),
-            errors={i: dict(e.error) for i, e in enumerate(entries) if e.error is not None},
-        )
+        values: dict[str, Any] = {k: column(k) for k in ("wav", "jsonl", "wav_version", "jsonl_version")}
+        values |= {k: np.array(column(k), dtype=np.uint64).reshape(-1) for k in _INTS}
+        values |= {k: np.array([np.nan if v is None else v for v in column(k)], dtype=np.float64) for k in _FLOATS}
+        values["pose"] = np.array(column("pose"), dtype=bool).reshape(-1)
+        values["errors"] = {i: dict(e.error) for i, e in enumerate(entries) if e.error is not None}
+        return cls(**values)
 
     def entry(self, i: int) -> ManifestEntry:
         """Take ``i``'s line as a ManifestEntry."""
@@ -190,7 +191,6 @@ class ManifestColumns:
         """The DataFormatError validation raised for take ``i``, or None."""
         error = self.errors.get(i)
         return None if error is None else _failure(source, self.wav[i], self.jsonl[i], error)
-
 
     def counts(self, index: np.ndarray, timing: Timing, source: TakeSource) -> CountColumns:
         """Counts of takes ``index`` (positions in the manifest) at ``timing``, and the failures

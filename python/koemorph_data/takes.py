@@ -98,7 +98,7 @@ def take_info(
 ) -> TakeInfo:
     """The TakeInfo of a take's counts: usable frames, with a warning when audio and blendshapes
     disagree by more than a frame; DataFormatError when ``pose`` is required and missing."""
-    labels.check_pose(jsonl_path, counts.has_pose)
+    labels.check_pose(str(jsonl_path), counts.has_pose)
     audio_frames = timing.frames_covered(counts.audio_length)
     usable = min(counts.blendshape_frames, audio_frames)
     warn_mismatch(audio_path, counts.blendshape_frames, audio_frames, usable)

@@ -19,4 +19,6 @@ def test_manifest_bench_smoke_run_prints_both_columns(tmp_path):
     assert re.fullmatch(r"\s*takes\s+without manifest\s+with manifest", lines[1]), result.stdout
     # One row of 8 real takes, one of 2,000 simulated ones, each with both columns filled.
     assert re.fullmatch(r"\s*8\s+\d+\.\d{3} s\s+\d+\.\d{3} s", lines[2]), result.stdout
-    assert re.fullmatch(r"\s*2000\s+~\S+ s \(extrapolated\)\s+\d+\.\d{3} s \(\d+\.\d{2} MB file\)", lines[3]), result.stdout
+    assert re.fullmatch(r"\s*2000\s+~\S+ s \(extrapolated\)\s+\d+\.\d{3} s \(\d+\.\d{2} MB file\)", lines[3]), (
+        result.stdout
+    )

@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -103,6 +104,7 @@ def inspect_pair(
     ``wav`` and ``jsonl`` are local paths, or paths relative to ``source``, read from it."""
     labels = labels if labels is not None else LabelFormat()
     source = source if source is not None else open_root(".")
+    wav, jsonl = os.fspath(wav), os.fspath(jsonl)
     wav_name, jsonl_name = source.name(wav), source.name(jsonl)
     jsonl_bytes = source.read_bytes(jsonl)
     # The JSONL first, as validation checks it; each file is read and parsed once.

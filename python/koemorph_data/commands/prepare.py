@@ -152,8 +152,8 @@ def _fillers(source: TakeSource, cache: TakeCache, force: bool) -> tuple[Fill, C
     how the outdated entries of all of them are pruned."""
     if not source.remote:
         return (
-            lambda wav, jsonl: cache.fill(source.path(wav), source.path(jsonl), force=force),
-            lambda pairs: cache.prune([(source.path(w), source.path(j)) for w, j in pairs]),
+            lambda wav, jsonl: cache.fill(Path(source.path(wav)), Path(source.path(jsonl)), force=force),
+            lambda pairs: cache.prune([(Path(source.path(w)), Path(source.path(j))) for w, j in pairs]),
         )
 
     def expected(wav: Any, jsonl: Any) -> Any:
@@ -214,6 +214,6 @@ def run(args: argparse.Namespace) -> int:
         f"({tally.built} built, {tally.current} already current, {pruned} outdated removed; "
         f"{tally.nbytes / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s"
     )
-    for wav, reason in tally.failed:
-        print(f"failed: {wav}: {reason}", file=sys.stderr)
+    for name, reason in tally.failed:
+        print(f"failed: {name}: {reason}", file=sys.stderr)
     return 1 if tally.failed else 0
