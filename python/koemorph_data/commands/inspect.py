@@ -19,18 +19,19 @@ import logging
 import math
 import os
 import sys
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
 
 from .. import _core
-from ..audio import audio_info, load_audio
+from ..audio import AudioInfo, audio_info, load_audio
 from ..blendshapes import LabelFormat
 from ..errors import DataFormatError
 from ..storage import TakeSource, open_root
 from ..sync import SyncEstimate, audio_face_lag
-from ..takes import TakeCounts, take_info
+from ..takes import TakeCounts, TakeInfo, take_info
 from ..timing import Timing
 from .common import (
     TakeProgress,
@@ -88,9 +89,46 @@ def _lag_warning(sync: SyncEstimate, fps: int) -> list[str]:
     ]
 
 
+def _value_warnings(dropped: int, gaps: int, outside: int, outside_names: list[str]) -> list[str]:
+    """Warnings about the JSONL's rows: dropped frames and values outside [0, 1]."""
+    warnings = [f"{dropped} dropped frames in {gaps} timestamp gaps"] if gaps else []
+    if outside_names:
+        more = ", ..." if len(outside_names) > 4 else ""
+        warnings.append(f"{outside} values outside [0, 1] ({', '.join(outside_names[:4])}{more})")
+    return warnings
+
+
+@dataclass(frozen=True)
+class _ReadTake:
+    """A take's bytes, names, wav header, blendshapes at the dataset's fps and TakeInfo."""
+
+    wav_name: str
+    jsonl_name: str
+    wav_bytes: bytes
+    jsonl_bytes: bytes
+    header: AudioInfo
+    at_fps: np.ndarray
+    info: TakeInfo
+
+
+def _read_take(
+    source: TakeSource, wav: PurePath | str, jsonl: PurePath | str, sample_rate: int, fps: int, labels: LabelFormat
+) -> _ReadTake:
+    """Reads a take's two files once and checks them as validation does (the JSONL first)."""
+    wav, jsonl = os.fspath(wav), os.fspath(jsonl)
+    wav_name, jsonl_name = source.name(wav), source.name(jsonl)
+    jsonl_bytes = source.read_bytes(jsonl)
+    at_fps, source_fps, _rows, pose = labels.load_bytes(jsonl_bytes, jsonl_name, fps)
+    wav_bytes = source.read_bytes(wav)
+    header = audio_info(wav_name, sample_rate, file=io.BytesIO(wav_bytes))
+    counts = TakeCounts(header.length, len(at_fps), source_fps, pose is not None)
+    info = take_info(source.path(wav), source.path(jsonl), counts, Timing(sample_rate, fps, "exact"), labels)
+    return _ReadTake(wav_name, jsonl_name, wav_bytes, jsonl_bytes, header, at_fps, info)
+
+
 def inspect_pair(
-    wav: Path | PurePosixPath | str,
-    jsonl: Path | PurePosixPath | str,
+    wav: PurePath | str,
+    jsonl: PurePath | str,
     *,
     sample_rate: int,
     fps: int,
@@ -103,45 +141,32 @@ def inspect_pair(
     """One take's report (raises DataFormatError for a take the datasets would reject).
     ``wav`` and ``jsonl`` are local paths, or paths relative to ``source``, read from it."""
     labels = labels if labels is not None else LabelFormat()
-    source = source if source is not None else open_root(".")
-    wav, jsonl = os.fspath(wav), os.fspath(jsonl)
-    wav_name, jsonl_name = source.name(wav), source.name(jsonl)
-    jsonl_bytes = source.read_bytes(jsonl)
-    # The JSONL first, as validation checks it; each file is read and parsed once.
-    at_fps, source_fps, _rows, pose = labels.load_bytes(jsonl_bytes, jsonl_name, fps)
-    wav_bytes = source.read_bytes(wav)
-    header = audio_info(wav_name, sample_rate, file=io.BytesIO(wav_bytes))
-    counts = TakeCounts(header.length, len(at_fps), source_fps, pose is not None)
-    info = take_info(source.path(wav), source.path(jsonl), counts, Timing(sample_rate, fps, "exact"), labels)
+    take = _read_take(source if source is not None else open_root("."), wav, jsonl, sample_rate, fps, labels)
+    info, header = take.info, take.header
     values, timestamps, _pose = _core.parse_blendshapes_bytes(
-        jsonl_bytes, jsonl_name, None, labels.blendshape_order, labels.timestamp_unit
+        take.jsonl_bytes, take.jsonl_name, None, labels.blendshape_order, labels.timestamp_unit
     )
     dropped, gaps = _dropped(timestamps, info.source_fps)
-    audio = load_audio(wav_name, sample_rate, data=wav_bytes)
-    sync = audio_face_lag(audio, sample_rate, at_fps, fps, max_lag_frames)
+    audio = load_audio(take.wav_name, sample_rate, data=take.wav_bytes)
+    sync = audio_face_lag(audio, sample_rate, take.at_fps, fps, max_lag_frames)
     outside = (values < 0.0) | (values > 1.0)
     names = tuple(_core.ARKIT_BLENDSHAPES)
     outside_names = [names[j] for j in np.flatnonzero(outside.any(axis=0))]
     usable = info.usable_frames
     windows = 0 if usable < window_frames else (usable - window_frames) // stride + 1
     mismatch = info.blendshape_frames - info.audio_frames
-    warnings = []
-    if abs(mismatch) > 1:
-        warnings.append(f"{info.blendshape_frames} blendshape frames but the audio covers {info.audio_frames}")
-    if gaps:
-        warnings.append(f"{dropped} dropped frames in {gaps} timestamp gaps")
-    if outside_names:
-        warnings.append(
-            f"{int(outside.sum())} values outside [0, 1] ({', '.join(outside_names[:4])}"
-            + (", ..." if len(outside_names) > 4 else "")
-            + ")"
-        )
+    warnings = (
+        []
+        if abs(mismatch) <= 1
+        else [f"{info.blendshape_frames} blendshape frames but the audio covers {info.audio_frames}"]
+    )
+    warnings += _value_warnings(dropped, gaps, int(outside.sum()), outside_names)
     warnings += _lag_warning(sync, fps)
     if windows == 0:
         warnings.append(f"{usable} usable frames: shorter than one window of {window_frames}")
     return {
-        "audio": wav_name,
-        "blendshapes": jsonl_name,
+        "audio": take.wav_name,
+        "blendshapes": take.jsonl_name,
         "sample_rate": header.sample_rate,
         "channels": header.channels,
         "duration_s": round(header.duration_s, 6),
