@@ -62,7 +62,15 @@ def blendshape_frame_counts(
     target_fps: float,
 ) -> np.ndarray:
     """Frames at ``target_fps`` after the core's conversion, from the recorded facts (NaN:
-    absent), as uint64: the Rust core's ``TrackShape`` rule, the one loading uses."""
+    absent), as uint64: the Rust core's ``TrackShape`` rule, the one loading uses.
+
+    :param rows: rows of each JSONL.
+    :param source_fps: detected frame rate of each (NaN: none).
+    :param first_s: first timestamp of each, seconds.
+    :param last_s: last timestamp of each, seconds.
+    :param max_step_s: longest step between timestamps of each, seconds.
+    :param target_fps: the dataset's frame rate.
+    """
     span = np.nan_to_num(np.asarray(last_s, dtype=np.float64) - np.asarray(first_s, dtype=np.float64), nan=0.0)
     step = np.nan_to_num(np.asarray(max_step_s, dtype=np.float64), nan=0.0)
     return _core.conformed_frame_counts(
@@ -294,9 +302,16 @@ def describe_takes(
     stop_at_error: bool = False,
 ) -> list[ManifestEntry]:
     """``describe_take`` of every pair, ``workers`` takes at a time (stating, fetching and
-    parsing overlap: remotely each take is a few requests), in pair order. ``stop_at_error``:
-    stop after the first take that failed validation (the list is then shorter). A request
-    that fails for good raises its StorageError, the takes not yet started are not started."""
+    parsing overlap: remotely each take is a few requests), in pair order. A request that fails
+    for good raises its StorageError, the takes not yet started are not started.
+
+    :param source: where the takes are.
+    :param pairs: (wav, jsonl) paths relative to the source.
+    :param labels: how the JSONL is read.
+    :param workers: takes described at once.
+    :param stop_at_error: stop after the first take that failed validation (the list is then
+        shorter).
+    """
     return map_in_order(
         lambda pair: describe_take(source, pair[0], pair[1], labels),
         pairs,

@@ -119,7 +119,13 @@ def map_in_order(
     """``[call(item) for item in items]`` with up to ``workers`` calls running at once (requests
     to a store overlap), results in item order. Stops after the first result ``until`` accepts,
     and at the first exception, which is raised; calls not started by then are never started
-    (a store that went away fails one bounded request per worker, not one per item)."""
+    (a store that went away fails one bounded request per worker, not one per item).
+
+    :param call: what is done with each item (run on a pool thread unless ``workers`` is 1).
+    :param items: the items, in the order of the results.
+    :param workers: calls running at once (1: in the calling thread).
+    :param until: stop after the first result it returns True for (None: never).
+    """
     if workers <= 1:
         results = []
         for item in items:

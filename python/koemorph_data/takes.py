@@ -58,7 +58,15 @@ def take_counts(
 ) -> TakeCounts:
     """Parses the JSONL and reads the wav header (or, with a prepared cache holding a current
     entry of the take, the counts it recorded when it parsed the same files: same result, no
-    parse); raises DataFormatError naming the file."""
+    parse); raises DataFormatError naming the file.
+
+    :param audio_path: the take's wav.
+    :param jsonl_path: the take's JSONL.
+    :param sample_rate: the dataset's audio rate.
+    :param target_fps: the dataset's frame rate.
+    :param cache_dir: a prepared cache to take the counts from when it holds the take.
+    :param labels: how the JSONL is read.
+    """
     labels = labels if labels is not None else LabelFormat()
     entry = (
         _cache.lookup(cache_dir, audio_path, jsonl_path, sample_rate=sample_rate, target_fps=target_fps, labels=labels)

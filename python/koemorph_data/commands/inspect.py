@@ -139,7 +139,17 @@ def inspect_pair(
     source: TakeSource | None = None,
 ) -> dict[str, Any]:
     """One take's report (raises DataFormatError for a take the datasets would reject).
-    ``wav`` and ``jsonl`` are local paths, or paths relative to ``source``, read from it."""
+
+    :param wav: the take's wav: a local path, or a path relative to ``source``.
+    :param jsonl: the take's JSONL, likewise.
+    :param sample_rate: the audio rate the datasets would deliver.
+    :param fps: the frame rate the datasets would deliver.
+    :param window_frames: window length, for the window count.
+    :param stride: window stride, for the window count.
+    :param max_lag_frames: largest audio-to-face lag searched.
+    :param labels: how the JSONL is read.
+    :param source: where ``wav`` and ``jsonl`` are (None: local paths).
+    """
     labels = labels if labels is not None else LabelFormat()
     take = _read_take(source if source is not None else open_root("."), wav, jsonl, sample_rate, fps, labels)
     info, header = take.info, take.header
@@ -199,7 +209,9 @@ def inspect_dir(
     labels: LabelFormat | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``{"pairs": [...], "orphans": [...], "errors": [...]}`` for a data directory or URL."""
+    """``{"pairs": [...], "orphans": [...], "errors": [...]}`` for a data directory or URL
+    (``storage_options``: fsspec options for a URL; the other parameters as ``inspect_pair``'s,
+    ``progress``: draw the progress bar)."""
     source = open_root(data_dir, storage_options)
     pairs, orphans = source.list_pairs()
     report: dict[str, Any] = {
