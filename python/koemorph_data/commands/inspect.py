@@ -89,9 +89,21 @@ def _lag_warning(sync: SyncEstimate, fps: int) -> list[str]:
     ]
 
 
-def _value_warnings(dropped: int, gaps: int, outside: int, outside_names: list[str]) -> list[str]:
-    """Warnings about the JSONL's rows: dropped frames and values outside [0, 1]."""
-    warnings = [f"{dropped} dropped frames in {gaps} timestamp gaps"] if gaps else []
+def _out_of_range(values: np.ndarray) -> tuple[int, list[str]]:
+    """How many values lie outside [0, 1], and the blendshapes they belong to."""
+    outside = (values < 0.0) | (values > 1.0)
+    names = tuple(_core.ARKIT_BLENDSHAPES)
+    return int(outside.sum()), [names[j] for j in np.flatnonzero(outside.any(axis=0))]
+
+
+def _take_warnings(info: TakeInfo, dropped: int, gaps: int, outside: int, outside_names: list[str]) -> list[str]:
+    """Warnings about a take's counts and rows: audio and blendshapes that disagree, dropped
+    frames and values outside [0, 1]."""
+    warnings = []
+    if abs(info.blendshape_frames - info.audio_frames) > 1:
+        warnings.append(f"{info.blendshape_frames} blendshape frames but the audio covers {info.audio_frames}")
+    if gaps:
+        warnings.append(f"{dropped} dropped frames in {gaps} timestamp gaps")
     if outside_names:
         more = ", ..." if len(outside_names) > 4 else ""
         warnings.append(f"{outside} values outside [0, 1] ({', '.join(outside_names[:4])}{more})")
@@ -100,13 +112,15 @@ def _value_warnings(dropped: int, gaps: int, outside: int, outside_names: list[s
 
 @dataclass(frozen=True)
 class _ReadTake:
-    """A take's bytes, names, wav header, blendshapes at the dataset's fps and TakeInfo."""
+    """A take's names, wav bytes and header, its rows as they are (``values``, ``timestamps``),
+    its blendshapes at the dataset's fps and its TakeInfo."""
 
     wav_name: str
     jsonl_name: str
     wav_bytes: bytes
-    jsonl_bytes: bytes
     header: AudioInfo
+    values: np.ndarray
+    timestamps: np.ndarray
     at_fps: np.ndarray
     info: TakeInfo
 
@@ -123,7 +137,10 @@ def _read_take(
     header = audio_info(wav_name, sample_rate, file=io.BytesIO(wav_bytes))
     counts = TakeCounts(header.length, len(at_fps), source_fps, pose is not None)
     info = take_info(source.path(wav), source.path(jsonl), counts, Timing(sample_rate, fps, "exact"), labels)
-    return _ReadTake(wav_name, jsonl_name, wav_bytes, jsonl_bytes, header, at_fps, info)
+    values, timestamps, _pose = _core.parse_blendshapes_bytes(
+        jsonl_bytes, jsonl_name, None, labels.blendshape_order, labels.timestamp_unit
+    )
+    return _ReadTake(wav_name, jsonl_name, wav_bytes, header, values, timestamps, at_fps, info)
 
 
 def inspect_pair(
@@ -152,26 +169,15 @@ def inspect_pair(
     """
     labels = labels if labels is not None else LabelFormat()
     take = _read_take(source if source is not None else open_root("."), wav, jsonl, sample_rate, fps, labels)
-    info, header = take.info, take.header
-    values, timestamps, _pose = _core.parse_blendshapes_bytes(
-        take.jsonl_bytes, take.jsonl_name, None, labels.blendshape_order, labels.timestamp_unit
-    )
+    info, header, timestamps = take.info, take.header, take.timestamps
     dropped, gaps = _dropped(timestamps, info.source_fps)
     audio = load_audio(take.wav_name, sample_rate, data=take.wav_bytes)
     sync = audio_face_lag(audio, sample_rate, take.at_fps, fps, max_lag_frames)
-    outside = (values < 0.0) | (values > 1.0)
-    names = tuple(_core.ARKIT_BLENDSHAPES)
-    outside_names = [names[j] for j in np.flatnonzero(outside.any(axis=0))]
+    outside, outside_names = _out_of_range(take.values)
     usable = info.usable_frames
     windows = 0 if usable < window_frames else (usable - window_frames) // stride + 1
     mismatch = info.blendshape_frames - info.audio_frames
-    warnings = (
-        []
-        if abs(mismatch) <= 1
-        else [f"{info.blendshape_frames} blendshape frames but the audio covers {info.audio_frames}"]
-    )
-    warnings += _value_warnings(dropped, gaps, int(outside.sum()), outside_names)
-    warnings += _lag_warning(sync, fps)
+    warnings = _take_warnings(info, dropped, gaps, outside, outside_names) + _lag_warning(sync, fps)
     if windows == 0:
         warnings.append(f"{usable} usable frames: shorter than one window of {window_frames}")
     return {
@@ -188,7 +194,7 @@ def inspect_pair(
         "usable_frames": usable,
         "dropped_frames": dropped,
         "gaps": gaps,
-        "out_of_range": int(outside.sum()),
+        "out_of_range": outside,
         "out_of_range_names": outside_names,
         "lag_frames": None if math.isnan(sync.r) else sync.lag_frames,
         "lag_r": None if math.isnan(sync.r) else round(sync.r, 4),
