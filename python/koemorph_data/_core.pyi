@@ -1,7 +1,7 @@
 """Type stubs for the Rust extension ``koemorph_data._core``."""
 
 from collections.abc import Sequence
-from typing import final
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +22,11 @@ __all__ = [
     "frames_to_samples",
     "frames_covered",
     "resampled_length",
+    "frames_covered_each",
+    "resampled_lengths",
+    "track_facts_bytes",
+    "conformed_frame_counts",
+    "parse_manifest_lines",
     "plan_epoch",
     "rank_share",
     "worker_block",
@@ -81,6 +86,40 @@ def frames_to_samples(
 ) -> npt.NDArray[np.int64]: ...
 def frames_covered(samples: int, sample_rate: int, fps: int, alignment: str) -> int: ...
 def resampled_length(samples: int, from_rate: int, to_rate: int) -> int: ...
+def frames_covered_each(
+    samples: npt.NDArray[np.uint64], sample_rate: int, fps: int, alignment: str
+) -> npt.NDArray[np.uint64]:
+    """frames_covered of every element."""
+
+def resampled_lengths(
+    samples: npt.NDArray[np.uint64], from_rates: npt.NDArray[np.uint64], to_rate: int
+) -> npt.NDArray[np.uint64]:
+    """resampled_length of every (samples, from_rate) pair."""
+
+def track_facts_bytes(
+    data: bytes, name: str, order: str | Sequence[str] | None = None, timestamp_unit: str = "s"
+) -> tuple[int, float | None, float | None, float | None, float, bool]:
+    """(rows, source fps or None, first and last timestamp or None, longest step between
+    timestamps (0 below 2 rows), pose present) of a JSONL document, with load_blendshapes'
+    checks (DataFormatError naming ``name``), without converting it."""
+
+def conformed_frame_counts(
+    rows: npt.NDArray[np.uint64],
+    source_fps: npt.NDArray[np.float64],
+    span: npt.NDArray[np.float64],
+    longest_step: npt.NDArray[np.float64],
+    target_fps: float,
+) -> npt.NDArray[np.uint64]:
+    """Frames load_blendshapes delivers at target_fps for tracks of these rows, detected fps
+    (NaN: none), spans (last - first timestamp) and longest steps."""
+
+def parse_manifest_lines(data: bytes, name: str, first_line: int) -> dict[str, Any]:
+    """A take manifest's take lines (line ``first_line`` onwards) as columns: lists "wav",
+    "jsonl", "wav_version", "jsonl_version"; uint64 arrays "wav_size", "jsonl_size", "rate",
+    "channels", "frames", "rows"; float64 arrays (NaN: absent) "source_fps", "first_s",
+    "last_s", "max_step_s"; bool array "pose"; "errors": [(take, file, line, reason)].
+    ValueError naming ``name`` and the line for a line that is not a take line."""
+
 def plan_epoch(
     frames: npt.NDArray[np.uint64],
     window_frames: int,

@@ -212,18 +212,42 @@ class TakeCache:
             return TakeArrays(audio, values, pose), False  # changed under us: correct now, not cacheable
         return self._store(before, TakeArrays(audio, values, pose), header, source_fps, rows), True
 
+    def fetched_stamps(
+        self,
+        source: TakeSource,
+        wav: PurePosixPath | str,
+        jsonl: PurePosixPath | str,
+        expected: tuple[ObjectStat, ObjectStat],
+    ) -> tuple[SourceStamp, SourceStamp]:
+        """What keys a take in object storage: its objects' URLs, sizes and ETags as expected."""
+        return SourceStamp(source.name(wav), expected[0].size, expected[0].version), SourceStamp(
+            source.name(jsonl), expected[1].size, expected[1].version
+        )
+
+    def lookup_fetched(
+        self,
+        source: TakeSource,
+        wav: PurePosixPath | str,
+        jsonl: PurePosixPath | str,
+        expected: tuple[ObjectStat, ObjectStat],
+    ) -> CacheEntry | None:
+        """The current entry of a take in object storage, or None; never fetches."""
+        return self._lookup(*self.fetched_stamps(source, wav, jsonl, expected))
+
     def fill_fetched(
         self,
         source: TakeSource,
         wav: PurePosixPath | str,
         jsonl: PurePosixPath | str,
         expected: tuple[ObjectStat, ObjectStat],
+        *,
+        force: bool = False,
     ) -> TakeArrays:
         """A take in object storage: served from the cache (keyed by URL, size and ETag as the
-        listing or manifest saw them), else fetched, decoded and stored. DataFormatError naming
-        the object when it no longer has the size or ETag expected."""
-        stamps = tuple(SourceStamp(source.name(rel), st.size, st.version) for rel, st in zip((wav, jsonl), expected))
-        entry = self._lookup(*stamps)
+        listing or manifest saw them), else (or with ``force``) fetched, decoded and stored.
+        DataFormatError naming the object when it no longer has the size or ETag expected."""
+        stamps = self.fetched_stamps(source, wav, jsonl, expected)
+        entry = None if force else self._lookup(*stamps)
         if entry is not None:
             try:
                 return entry.arrays()
@@ -276,13 +300,17 @@ class TakeCache:
         """Removes entries of these takes' sources whose key is no longer current (an older
         version of the file, another format version); other entries are left alone.
         Returns the number of entries removed."""
-        wavs: dict[str, str] = {}
+        stamps: list[tuple[SourceStamp, SourceStamp]] = []
         for wav, jsonl in current:
             try:
-                stamps = self._stamps(wav, jsonl)
+                stamps.append(self._stamps(wav, jsonl))
             except OSError:
                 continue
-            wavs[stamps[0].path] = self._key(*stamps)
+        return self.prune_stamps(stamps)
+
+    def prune_stamps(self, current: list[tuple[SourceStamp, SourceStamp]]) -> int:
+        """``prune`` of takes given by their current stamps (``fetched_stamps`` for objects)."""
+        wavs = {wav.path: self._key(wav, jsonl) for wav, jsonl in current}
         removed = 0
         for meta_file in self.cache_dir.glob(f"*{_META}"):
             try:

@@ -1,5 +1,9 @@
 """``koemorph-data prepare``: fill the prepared cache of a dataset directory in parallel.
 
+``DATA_DIR`` may be a URL (``s3://bucket/prefix``, with ``--storage-options``): each take is
+fetched and decoded into the cache entry a dataset on that URL reads (keyed by URL, size and
+ETag as listed), so training starts from a warm cache.
+
 Threads, not processes: the expensive parts (Rust JSONL parse, libsndfile decode, soxr
 resampling, writing the .npy files) all run without the GIL, and threads need no pickling
 and share nothing but the cache directory, whose writes are atomic.
@@ -17,23 +21,30 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
-from ..cache import TakeCache
+from ..cache import SourceStamp, TakeArrays, TakeCache
 from ..errors import UserError
-from ..takes import find_file_pairs
-from .common import TakeProgress, add_dataset_options, label_format, positive_int
+from ..storage import TakeSource
+from .common import TakeProgress, add_dataset_options, add_storage_options, label_format, positive_int, take_source
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data_dir", type=Path, help="dataset directory (every **/*.wav with its .jsonl)")
-    parser.add_argument("--cache-dir", type=Path, required=True, help="where the prepared takes are stored")
+    parser.add_argument(
+        "data_dir", help="dataset directory (every **/*.wav with its .jsonl) or fsspec URL (s3://bucket/prefix, ...)"
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, required=True, help="where the prepared takes are stored (a local directory)"
+    )
     parser.add_argument(
         "--workers", type=positive_int, default=os.cpu_count() or 1, help="parallel threads (default: the CPU count)"
     )
     add_dataset_options(parser)
+    add_storage_options(parser)
     parser.add_argument("--force", action="store_true", help="rebuild entries that are already current")
     parser.add_argument(
         "--no-prune", action="store_true", help="keep outdated entries of these takes (default: remove them)"
@@ -47,23 +58,24 @@ class _Tally:
     built: int = 0
     current: int = 0
     nbytes: int = 0
-    failed: list[tuple[Path, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def prepared(self) -> int:
         return self.built + self.current
 
-    def add(self, wav: Path, future: Future) -> str:
-        """Counts a finished take; returns its progress label."""
+    def add(self, wav: str, future: Future) -> str:
+        """Counts a finished take (``wav`` names it); returns its progress label."""
+        stem = PurePosixPath(wav).stem
         try:
             (audio, blendshapes, _pose), stored = future.result()
-        except (ValueError, OSError) as exc:  # DataFormatError is a ValueError
+        except (ValueError, OSError) as exc:  # DataFormatError is a ValueError; StorageError an OSError
             self.failed.append((wav, str(exc)))
-            return f"FAILED {wav.stem}"
+            return f"FAILED {stem}"
         self.built += stored
         self.current += not stored
         self.nbytes += int(audio.nbytes + blendshapes.nbytes)
-        return wav.stem
+        return stem
 
 
 def _cache_dir_problem(cache_dir: Path) -> str | None:
@@ -95,7 +107,7 @@ def _takes(n: int) -> str:
 
 
 def _stop(
-    pool: ThreadPoolExecutor, futures: dict[Future, Path], tally: _Tally, progress: TakeProgress, cache_dir: Path
+    pool: ThreadPoolExecutor, futures: dict[Future, str], tally: _Tally, progress: TakeProgress, cache_dir: Path
 ) -> None:
     """After Ctrl-C: cancels the takes not started and lets the running ones finish their entry;
     a second Ctrl-C leaves at once."""
@@ -132,22 +144,57 @@ def _leave_now(cache_dir: Path, running: int) -> None:
     os._exit(130)
 
 
+Fill = Callable[[Any, Any], tuple[TakeArrays, bool]]
+
+
+def _fillers(source: TakeSource, cache: TakeCache, force: bool) -> tuple[Fill, Callable[[list], int]]:
+    """How one take (given relative to the source) is prepared, returning (arrays, stored), and
+    how the outdated entries of all of them are pruned."""
+    if not source.remote:
+        return (
+            lambda wav, jsonl: cache.fill(Path(source.path(wav)), Path(source.path(jsonl)), force=force),
+            lambda pairs: cache.prune([(Path(source.path(w)), Path(source.path(j))) for w, j in pairs]),
+        )
+
+    def expected(wav: Any, jsonl: Any) -> Any:
+        return source.listed_stat(wav), source.listed_stat(jsonl)  # as listed: no request
+
+    def fill(wav: Any, jsonl: Any) -> tuple[TakeArrays, bool]:
+        entry = None if force else cache.lookup_fetched(source, wav, jsonl, expected(wav, jsonl))
+        if entry is not None:
+            try:
+                return entry.arrays(), False
+            except (OSError, ValueError):
+                pass  # damaged: fetched again
+        return cache.fill_fetched(source, wav, jsonl, expected(wav, jsonl), force=True), True
+
+    def prune(pairs: list) -> int:
+        stamps: list[tuple[SourceStamp, SourceStamp]] = [
+            cache.fetched_stamps(source, w, j, expected(w, j)) for w, j in pairs
+        ]
+        return cache.prune_stamps(stamps)
+
+    return fill, prune
+
+
 def run(args: argparse.Namespace) -> int:
     if (problem := _cache_dir_problem(args.cache_dir)) is not None:  # before the slow search for takes
         raise UserError(f"--cache-dir {problem}")
-    pairs, _orphans = find_file_pairs(args.data_dir)
+    source = take_source(args.data_dir, args)
+    pairs, _orphans = source.list_pairs()
     if not pairs:
         raise UserError(f"no .wav/.jsonl pairs found under {args.data_dir}")
     _make_cache_dir(args.cache_dir)
     cache = TakeCache(args.cache_dir, args.sample_rate, args.fps, label_format(args))
+    fill, prune = _fillers(source, cache, args.force)
     progress = TakeProgress("prepare", len(pairs))
     tally = _Tally()
     started = time.perf_counter()
-    futures: dict[Future, Path] = {}
+    futures: dict[Future, str] = {}
     pool = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="koemorph-prepare")
     try:
         for wav, jsonl in pairs:
-            futures[pool.submit(cache.fill, wav, jsonl, force=args.force)] = wav
+            futures[pool.submit(fill, wav, jsonl)] = source.name(wav)
         for future in as_completed(futures):
             progress.step(tally.add(futures.pop(future), future))
     except KeyboardInterrupt:
@@ -161,12 +208,12 @@ def run(args: argparse.Namespace) -> int:
         return 130
     pool.shutdown()
     progress.close()
-    pruned = 0 if args.no_prune else cache.prune(pairs)
+    pruned = 0 if args.no_prune else prune(pairs)
     print(
         f"prepared {tally.prepared}/{len(pairs)} takes in {args.cache_dir} "
         f"({tally.built} built, {tally.current} already current, {pruned} outdated removed; "
         f"{tally.nbytes / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s"
     )
-    for wav, reason in tally.failed:
-        print(f"failed: {wav}: {reason}", file=sys.stderr)
+    for name, reason in tally.failed:
+        print(f"failed: {name}: {reason}", file=sys.stderr)
     return 1 if tally.failed else 0
