@@ -11,7 +11,7 @@ import torch
 
 from .augment import Augment
 from .batch import Batch, BatchSchema
-from .sampling import EpochPlan
+from .plan import EpochPlan
 from .store import TakeStore
 
 
@@ -26,7 +26,7 @@ class WindowReader:
     def read(self, plan: EpochPlan, i: int) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray | None]:
         """(file index, start frame, audio, blendshapes, pose or None) of plan window ``i``,
         augmented when ``augment`` is set; the arrays are the caller's own."""
-        file_index, frame, sample = int(plan.file[i]), int(plan.start_frame[i]), int(plan.start_sample[i])
+        file_index, frame, sample, _dense = plan.window(i)
         audio, blendshapes, pose = self.store.get(file_index)
         window_samples, window_frames = self.schema.window_samples, self.schema.window_frames
         if self.augment is None:
