@@ -87,7 +87,8 @@ pub fn plan_windows<'py>(
 ) -> PyResult<Bound<'py, PyTuple>> {
     let cfg = config(window_frames, stride, seed, epoch, false, dense_ratio)?;
     let (frames, run_file, run_end) = (frames.as_slice()?, run_file.as_slice()?, run_end.as_slice()?);
-    let indices = indices.as_slice()?;
+    let indices = indices.as_array().to_vec(); // any strides
+    let indices = &indices[..];
     let total = run_end.last().copied().unwrap_or(0);
     if let Some(&bad) = indices.iter().find(|&&i| i < 0 || i >= total) {
         return Err(PyValueError::new_err(format!("plan index {bad} is not in 0..{total}")));
@@ -124,7 +125,7 @@ pub fn window_order<'py>(
     seed: u64,
     epoch: u64,
 ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-    let indices = indices.as_slice()?;
+    let indices = indices.as_array().to_vec(); // any strides
     if let Some(&bad) = indices.iter().find(|&&i| i < 0 || i as u64 >= total) {
         return Err(PyValueError::new_err(format!("index {bad} is not in 0..{total}")));
     }
