@@ -28,6 +28,8 @@ from .timing import Timing
 
 #: The most plan indices the streams look up at once (bounds their index arrays).
 PLAN_CHUNK = 65536
+#: Windows ``EpochPlan.window`` looks up at once for the per-sample path.
+READ_AHEAD = 64
 
 
 class PlanWindows(NamedTuple):
@@ -56,7 +58,7 @@ class EpochPlan:
     run_file: np.ndarray = field(repr=False)  # int64 take of each run, in epoch order
     run_end: np.ndarray = field(repr=False)  # int64 cumulative window counts of the runs
     shuffle_windows: bool = False
-    _last: list = field(default_factory=lambda: [(None, None)], init=False, repr=False)
+    _ahead: list = field(default_factory=lambda: [None], init=False, repr=False)
 
     @classmethod
     def build(
@@ -101,14 +103,9 @@ class EpochPlan:
             raise ValueError("a shuffle='windows' plan interleaves takes: it has no per-take segments")
         return list(zip(self.run_start.tolist(), self.run_count.tolist()))
 
-    def lookup(self, index: Any) -> PlanWindows:
-        """The windows at plan indices ``index`` (an int array; negative counts from the end)."""
-        index = np.asarray(index, dtype=np.int64).ravel()
-        n = len(self)
-        bad = (index < -n) | (index >= n)
-        if bad.any():
-            raise IndexError(f"plan index {int(index[bad][0])} is out of bounds for a plan of {n} windows")
-        index = np.where(index < 0, index + n, index)
+    def lookup(self, index: np.ndarray) -> PlanWindows:
+        """The windows at plan indices ``index`` (1-D ints in [0, len); ValueError otherwise)."""
+        index = np.ascontiguousarray(index, dtype=np.int64)
         file, start, dense = _core.plan_windows(
             self.frames, self.run_file, self.run_end, index, self.window_frames, self.stride, self.seed,
             self.epoch, self.dense_ratio, self.shuffle_windows,
@@ -116,16 +113,21 @@ class EpochPlan:
         return PlanWindows(file, start, self.timing.frames_to_samples(start), dense)
 
     def window(self, i: int) -> tuple[int, int, int, bool]:
-        """(file, start frame, start sample, dense) of plan window ``i`` (the per-sample path;
-        the last one asked for is remembered, as a sample reads it several times)."""
+        """(file, start frame, start sample, dense) of plan window ``i`` (the per-sample path).
+
+        Streams read windows in ascending runs: a miss looks up the next ``READ_AHEAD`` windows
+        at once and the following calls are served from them."""
         i = int(i)
-        last_i, last = self._last[0]
-        if last_i == i:
-            return last
-        found = self.lookup(np.array([i]))
-        last = (int(found.file[0]), int(found.start_frame[0]), int(found.start_sample[0]), bool(found.dense[0]))
-        self._last[0] = (i, last)  # one slot, replaced whole (threads may share the plan)
-        return last
+        ahead = self._ahead[0]
+        if ahead is not None and ahead[0] <= i < ahead[1]:
+            return ahead[2][i - ahead[0]]
+        end = min(i + READ_AHEAD, len(self))
+        if not 0 <= i < end:
+            raise IndexError(f"plan index {i} is out of bounds for a plan of {len(self)} windows")
+        found = self.lookup(np.arange(i, end, dtype=np.int64))
+        rows = list(zip(found.file.tolist(), found.start_frame.tolist(), found.start_sample.tolist(), found.dense.tolist()))
+        self._ahead[0] = (i, end, rows)  # replaced whole: threads may share the plan
+        return rows[0]
 
     @property
     def file(self) -> PlanColumn:
@@ -171,10 +173,15 @@ class PlanColumn:
         return len(self.plan)
 
     def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, (int, np.integer)):
-            return getattr(self.plan.lookup(np.array([int(key)])), self.name)[0]
-        index = _index_array(key, len(self.plan))
-        return getattr(self.plan.lookup(index.ravel()), self.name).reshape(index.shape)
+        n = len(self.plan)
+        scalar = isinstance(key, (int, np.integer))
+        index = np.array([int(key)], dtype=np.int64) if scalar else _index_array(key, n)
+        bad = (index < -n) | (index >= n)
+        if bad.any():
+            raise IndexError(f"index {int(index[bad].flat[0])} is out of bounds for a plan of {n} windows")
+        flat = np.where(index < 0, index + n, index).ravel()
+        values = getattr(self.plan.lookup(flat), self.name)
+        return values[0] if scalar else values.reshape(index.shape)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         """The whole column (8 bytes per window, or 1 for ``dense``)."""
