@@ -84,7 +84,15 @@ pub struct MixedTake {
 impl MixedTake {
     /// Draws `floor(dense_ratio * positions)` distinct positions with Floyd's algorithm, keyed
     /// by (seed, epoch, file). `seen` is scratch space (all false on entry and on return).
-    pub fn draw(positions: u64, stride: u64, dense_ratio: f64, seed: u64, epoch: u64, file: u32, seen: &mut Vec<bool>) -> MixedTake {
+    pub fn draw(
+        positions: u64,
+        stride: u64,
+        dense_ratio: f64,
+        seed: u64,
+        epoch: u64,
+        file: u32,
+        seen: &mut Vec<bool>,
+    ) -> MixedTake {
         assert!(stride > 0, "stride must be positive");
         let draws = ((dense_ratio * positions as f64).floor() as u64).min(positions);
         let mut rng = SplitMix64::keyed(STREAM_DENSE_DRAW, &[seed, epoch, file as u64]);
@@ -189,7 +197,13 @@ pub struct Windows {
 /// The windows at plan indices `indices` of the epoch whose runs are `run_file` with
 /// cumulative window counts `run_end` (as numpy holds them). A mixed-mode take's draws are
 /// regenerated once per stretch of indices in the same run.
-pub fn windows_at(frames: &[u64], run_file: &[i64], run_end: &[i64], indices: &[i64], cfg: &PlanConfig) -> Result<Windows, PlanError> {
+pub fn windows_at(
+    frames: &[u64],
+    run_file: &[i64],
+    run_end: &[i64],
+    indices: &[i64],
+    cfg: &PlanConfig,
+) -> Result<Windows, PlanError> {
     if run_file.len() != run_end.len() {
         return Err(PlanError(format!(
             "{} run files but {} run ends",
@@ -217,7 +231,10 @@ pub fn windows_at(frames: &[u64], run_file: &[i64], run_end: &[i64], indices: &[
         let k = (index - begin) as u64;
         let file = run_file[run];
         if file < 0 || file as usize >= frames.len() {
-            return Err(PlanError(format!("run {run}: file {file} is not in 0..{}", frames.len())));
+            return Err(PlanError(format!(
+                "run {run}: file {file} is not in 0..{}",
+                frames.len()
+            )));
         }
         let n = positions(frames[file as usize], cfg.window_frames);
         let (start, dense) = match cfg.stride {
@@ -227,7 +244,15 @@ pub fn windows_at(frames: &[u64], run_file: &[i64], run_end: &[i64], indices: &[
                 dense_ratio,
             } => {
                 if mixed.as_ref().is_none_or(|(r, _)| *r != run) {
-                    let take = MixedTake::draw(n, sparse_stride, dense_ratio, cfg.seed, cfg.epoch, file as u32, &mut seen);
+                    let take = MixedTake::draw(
+                        n,
+                        sparse_stride,
+                        dense_ratio,
+                        cfg.seed,
+                        cfg.epoch,
+                        file as u32,
+                        &mut seen,
+                    );
                     mixed = Some((run, take));
                 }
                 let take = &mixed.as_ref().expect("set above").1;
@@ -266,7 +291,11 @@ impl WindowOrder {
     const ROUNDS: usize = 8;
 
     pub fn new(total: u64, seed: u64, epoch: u64) -> WindowOrder {
-        let bits = if total <= 1 { 0 } else { 64 - (total - 1).leading_zeros() };
+        let bits = if total <= 1 {
+            0
+        } else {
+            64 - (total - 1).leading_zeros()
+        };
         let mut rng = SplitMix64::keyed(STREAM_WINDOW_ORDER, &[seed, epoch]);
         let mut keys = [0u64; WindowOrder::ROUNDS];
         for key in keys.iter_mut() {
@@ -570,11 +599,17 @@ mod tests {
         assert!(windows_at(&[20], &[0], &[6], &[6], &c).is_err());
         assert!(windows_at(&[20], &[0], &[6], &[-1], &c).is_err());
         assert!(windows_at(&[20], &[3], &[6], &[0], &c).is_err(), "file out of range");
-        assert!(windows_at(&[20], &[0], &[7], &[6], &c).is_err(), "more windows than the take has");
+        assert!(
+            windows_at(&[20], &[0], &[7], &[6], &c).is_err(),
+            "more windows than the take has"
+        );
         assert!(windows_at(&[20], &[0, 0], &[6], &[0], &c).is_err(), "lengths differ");
         let m = cfg(mixed(4, 0.5));
         assert!(windows_at(&[30], &[0], &[100], &[99], &m).is_err());
-        assert_eq!(windows_at(&[20], &[0], &[6], &[5, 0], &c).unwrap().start_frame, vec![10, 0]);
+        assert_eq!(
+            windows_at(&[20], &[0], &[6], &[5, 0], &c).unwrap().start_frame,
+            vec![10, 0]
+        );
     }
 
     fn check_order(total: u64, seed: u64, epoch: u64) {
@@ -582,14 +617,19 @@ mod tests {
         let mut seen = vec![false; total as usize];
         for i in 0..total {
             let j = order.get(i);
-            assert!(j < total && !seen[j as usize], "total {total}: {i} -> {j} twice or outside");
+            assert!(
+                j < total && !seen[j as usize],
+                "total {total}: {i} -> {j} twice or outside"
+            );
             seen[j as usize] = true;
         }
     }
 
     #[test]
     fn window_order_is_a_bijection() {
-        for total in [0u64, 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100, 255, 256, 257, 1000, 1023, 1025, 100_000] {
+        for total in [
+            0u64, 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100, 255, 256, 257, 1000, 1023, 1025, 100_000,
+        ] {
             for seed in 0..3 {
                 check_order(total, seed, seed + 1);
             }
@@ -607,7 +647,10 @@ mod tests {
     fn lanes_follow_files_and_cover_everything_once() {
         // Files of 3, 1, 2 windows; two lanes: lane 0 plays the first, lane 1 the second then
         // (from step 1) the third.
-        assert_eq!(lane_schedule(&[3, 1, 2], 2), vec![Some((0, 0)), Some((1, 0)), Some((1, 1))]);
+        assert_eq!(
+            lane_schedule(&[3, 1, 2], 2),
+            vec![Some((0, 0)), Some((1, 0)), Some((1, 1))]
+        );
         assert_eq!(lane_schedule(&[1], 3), vec![Some((0, 0))]);
         assert_eq!(lane_schedule(&[0, 2], 1), vec![None, Some((0, 0))]);
         assert!(lane_schedule(&[], 2).is_empty());

@@ -101,9 +101,7 @@ class BatchSchema:
         make = torch.zeros if zero else torch.empty
         return make((rows, self.window_frames, _core.NUM_POSE), dtype=torch.float32, pin_memory=pin_memory)
 
-    def flags(
-        self, plan: EpochPlan, index: np.ndarray, windows: PlanWindows | None = None
-    ) -> dict[str, torch.Tensor]:
+    def flags(self, plan: EpochPlan, index: np.ndarray, windows: PlanWindows | None = None) -> dict[str, torch.Tensor]:
         """Per-window keys beyond the common ones, for plan indices ``index`` (-1: an invalid
         slot); ``windows``: the windows at ``index`` when the caller looked them up already."""
         index = np.asarray(index, dtype=np.int64)

@@ -125,7 +125,7 @@ class EpochPlan:
         if not 0 <= i < end:
             raise IndexError(f"plan index {i} is out of bounds for a plan of {len(self)} windows")
         found = self.lookup(np.arange(i, end, dtype=np.int64))
-        rows = list(zip(found.file.tolist(), found.start_frame.tolist(), found.start_sample.tolist(), found.dense.tolist()))
+        rows = list(zip(*(column.tolist() for column in found)))
         self._ahead[0] = (i, end, rows)  # replaced whole: threads may share the plan
         return rows[0]
 

@@ -131,7 +131,10 @@ pub fn window_order<'py>(
     }
     let order = WindowOrder::new(total, seed, epoch);
     let out = detached(py, "ordering windows", || {
-        indices.iter().map(|&i| order.get(i as u64) as i64).collect::<Vec<i64>>()
+        indices
+            .iter()
+            .map(|&i| order.get(i as u64) as i64)
+            .collect::<Vec<i64>>()
     })?;
     Ok(PyArray1::from_vec(py, out))
 }
@@ -168,13 +171,19 @@ pub fn assign_files_to_ranks(window_counts: Vec<u64>, world_size: usize) -> PyRe
 /// Lanes over segments with `counts` windows, in queue order: (lane int64 [S], start step
 /// int64 [S]), lane -1 for a segment without windows.
 #[pyfunction]
-pub fn lane_schedule<'py>(py: Python<'py>, counts: PyReadonlyArray1<'py, i64>, lanes: usize) -> PyResult<Bound<'py, PyTuple>> {
+pub fn lane_schedule<'py>(
+    py: Python<'py>,
+    counts: PyReadonlyArray1<'py, i64>,
+    lanes: usize,
+) -> PyResult<Bound<'py, PyTuple>> {
     if lanes == 0 {
         return Err(PyValueError::new_err("lanes must be positive"));
     }
     let counts = counts.as_slice()?;
     if let Some(&bad) = counts.iter().find(|&&c| c < 0) {
-        return Err(PyValueError::new_err(format!("window counts must be non-negative, got {bad}")));
+        return Err(PyValueError::new_err(format!(
+            "window counts must be non-negative, got {bad}"
+        )));
     }
     let counts: Vec<u64> = counts.iter().map(|&c| c as u64).collect();
     let schedule = detached(py, "planning lanes", || plan::lane_schedule(&counts, lanes))?;
