@@ -174,7 +174,7 @@ class ChunkPlanner:
 
     def window_chunks(self, epoch: int, resume: Resume | None) -> Iterator[_Chunk]:
         """The same stream as ``_window_batches``, as chunks of whole batches with their index
-        arrays computed once per run (a run is usually a whole epoch of this rank)."""
+        arrays computed once per run (at most ``PLAN_CHUNK`` windows of the stream)."""
         b = self.batch_size
         size = self._chunk * b
         carry: _Chunk | None = None

@@ -13,6 +13,7 @@ import math
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -443,3 +444,17 @@ def test_memory_to_the_first_batch_grows_with_takes_not_windows(tmp_path):
     # The former plan alone was 77 MB here (25 bytes per window), +76 MB at the first batch.
     assert got["growth"] <= 40 * 2**20, got
     assert got["peak_growth"] <= 40 * 2**20, got
+
+
+def test_bench_plan_smoke():
+    """The plan benchmark's CI run on a small epoch: it runs and prints its table."""
+    bench = Path(__file__).resolve().parents[2] / "benches" / "bench_plan.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--takes", "300", "--former-max", "300"], capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split() for line in done.stdout.splitlines()]
+    variants = {row[0] for row in rows if len(row) > 2 and row[1] == "300"}
+    assert variants == {"runs", "runs-mixed", "runs-windows", "former"}
+    assert f"{300 * 1545:,d}" in done.stdout and "M windows/s" in done.stdout
