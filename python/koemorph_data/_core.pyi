@@ -27,11 +27,13 @@ __all__ = [
     "track_facts_bytes",
     "conformed_frame_counts",
     "parse_manifest_lines",
-    "plan_epoch",
+    "plan_runs",
+    "plan_windows",
+    "window_order",
     "rank_share",
     "worker_block",
     "assign_files_to_ranks",
-    "lane_plan",
+    "lane_schedule",
     "gather_windows",
     "gather_batch",
     "gather_batch_async",
@@ -120,7 +122,7 @@ def parse_manifest_lines(data: bytes, name: str, first_line: int) -> dict[str, A
     "last_s", "max_step_s"; bool array "pose"; "errors": [(take, file, line, reason)].
     ValueError naming ``name`` and the line for a line that is not a take line."""
 
-def plan_epoch(
+def plan_runs(
     frames: npt.NDArray[np.uint64],
     window_frames: int,
     stride: int,
@@ -128,13 +130,36 @@ def plan_epoch(
     epoch: int,
     shuffle_files: bool,
     dense_ratio: float | None = None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(file, window count) of each take with windows, in the epoch's order."""
+
+def plan_windows(
+    frames: npt.NDArray[np.uint64],
+    run_file: npt.NDArray[np.int64],
+    run_end: npt.NDArray[np.int64],
+    indices: npt.NDArray[np.int64],
+    window_frames: int,
+    stride: int,
+    seed: int,
+    epoch: int,
+    dense_ratio: float | None = None,
+    shuffle_windows: bool = False,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-    """(file, start_frame, dense) of every window of the epoch, in delivery order."""
+    """(file, start_frame, dense) of the windows at plan ``indices`` of the runs ``run_file``
+    with cumulative counts ``run_end``; ``shuffle_windows``: through ``window_order`` first.
+    ValueError for an index outside the plan or runs that do not match ``frames``."""
+
+def window_order(indices: npt.NDArray[np.int64], total: int, seed: int, epoch: int) -> npt.NDArray[np.int64]:
+    """The base index each of ``indices`` delivers under shuffle="windows": a seeded bijection
+    of [0, total) per (seed, epoch), computed per index."""
 
 def rank_share(total: int, rank: int, world_size: int, drop_uneven: bool) -> tuple[int, int]: ...
 def worker_block(len: int, worker: int, num_workers: int) -> tuple[int, int]: ...
 def assign_files_to_ranks(window_counts: list[int], world_size: int) -> list[list[int]]: ...
-def lane_plan(segments: list[tuple[int, int]], lanes: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]: ...
+def lane_schedule(counts: npt.NDArray[np.int64], lanes: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(lane, start step) of each segment of ``counts`` windows queued onto ``lanes`` lanes
+    (lane -1 for a segment without windows)."""
+
 def gather_windows(
     sources: list[npt.NDArray[np.float32]],
     ids: npt.NDArray[np.int64],

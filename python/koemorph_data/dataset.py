@@ -22,9 +22,9 @@ from .augment import as_augment
 from .batch import Batch, BatchSchema
 from .blendshapes import BlendshapeOrder, LabelFormat
 from .loader import BatchLoader
+from .plan import EpochPlan
 from .sampling import (
     AdaptiveStride,
-    EpochPlan,
     FixedStride,
     StreamPosition,
     WindowSampler,

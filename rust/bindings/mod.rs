@@ -32,11 +32,13 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(timing::resampled_length, m)?)?;
     m.add_function(wrap_pyfunction!(timing::frames_covered_each, m)?)?;
     m.add_function(wrap_pyfunction!(timing::resampled_lengths, m)?)?;
-    m.add_function(wrap_pyfunction!(plan::plan_epoch, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::plan_runs, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::plan_windows, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::window_order, m)?)?;
     m.add_function(wrap_pyfunction!(plan::rank_share, m)?)?;
     m.add_function(wrap_pyfunction!(plan::worker_block, m)?)?;
     m.add_function(wrap_pyfunction!(plan::assign_files_to_ranks, m)?)?;
-    m.add_function(wrap_pyfunction!(plan::lane_plan, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::lane_schedule, m)?)?;
     m.add_function(wrap_pyfunction!(gather::gather_windows, m)?)?;
     m.add_function(wrap_pyfunction!(gather::gather_batch, m)?)?;
     m.add_function(wrap_pyfunction!(gather::gather_batch_async, m)?)?;
