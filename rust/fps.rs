@@ -63,7 +63,55 @@ pub fn has_gap(timestamps: &[f64], target_fps: f64) -> bool {
 /// at the target rate but has a gap (rows used as they are would put every frame after the gap
 /// early against the audio by the rows dropped). Otherwise the rows are the frames.
 pub fn needs_resampling(timestamps: &[f64], target_fps: f64) -> bool {
-    needs_conversion(detect_fps(timestamps), target_fps) || has_gap(timestamps, target_fps)
+    TrackShape::of(timestamps).needs_resampling(target_fps)
+}
+
+/// What decides a track's frame count at any target rate, without its rows: a take's manifest
+/// line records these so that a dataset counts frames without parsing the take.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrackShape {
+    /// Rows in the file.
+    pub rows: usize,
+    /// The detected rate (`detect_fps`; None: fewer than 2 distinct timestamps).
+    pub source_fps: Option<f64>,
+    /// Last timestamp minus the first (seconds; 0 without rows).
+    pub span: f64,
+    /// The longest step between consecutive timestamps (seconds; 0 with fewer than 2 rows).
+    pub longest_step: f64,
+}
+
+impl TrackShape {
+    pub fn of(timestamps: &[f64]) -> TrackShape {
+        let longest_step = timestamps
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .fold(None, |longest: Option<f64>, step| {
+                Some(longest.map_or(step, |l| l.max(step)))
+            });
+        TrackShape {
+            rows: timestamps.len(),
+            source_fps: detect_fps(timestamps),
+            span: match timestamps {
+                [first, .., last] => last - first,
+                _ => 0.0,
+            },
+            longest_step: longest_step.unwrap_or(0.0),
+        }
+    }
+
+    /// `needs_resampling` of the track: its rate needs conversion or a step is a gap (some step
+    /// longer than `GAP_PERIODS` target periods is the same as the longest one being longer).
+    pub fn needs_resampling(&self, target_fps: f64) -> bool {
+        needs_conversion(self.source_fps, target_fps) || self.longest_step > GAP_PERIODS / target_fps
+    }
+
+    /// `conformed_frame_count` of the track.
+    pub fn conformed_frames(&self, target_fps: f64) -> usize {
+        if self.rows == 0 || !self.needs_resampling(target_fps) {
+            return self.rows;
+        }
+        last_frame_index(self.span, target_fps) + 1
+    }
 }
 
 /// Last target frame index: floor(span * target_fps + 1e-9).
@@ -80,11 +128,7 @@ fn last_frame_index(span: f64, target_fps: f64) -> usize {
 /// span = last - first timestamp (rows count if no resampling is needed, see `needs_resampling`;
 /// 0 for no rows).
 pub fn conformed_frame_count(timestamps: &[f64], target_fps: f64) -> usize {
-    if timestamps.is_empty() || !needs_resampling(timestamps, target_fps) {
-        return timestamps.len();
-    }
-    let span = timestamps[timestamps.len() - 1] - timestamps[0];
-    last_frame_index(span, target_fps) + 1
+    TrackShape::of(timestamps).conformed_frames(target_fps)
 }
 
 /// Longest step (seconds) between consecutive timestamps that loading accepts. A longer gap is
@@ -372,6 +416,40 @@ mod tests {
         assert!(!has_gap(&[0.0, 1.6 * p], 24.0));
         assert!(!needs_resampling(&[0.0, p, 2.0 * p, 3.4 * p], 30.0));
         assert!(needs_resampling(&[0.0, p, 2.0 * p, 3.6 * p], 30.0));
+    }
+
+    #[test]
+    fn a_track_shape_decides_counts_without_the_rows() {
+        let p = 1.0 / 30.0;
+        // 30 fps, rows 0..=19 with rows 8, 9, 10 dropped: a 4-period step, span 19 periods.
+        let ts: Vec<f64> = (0..20)
+            .filter(|i| !(8..=10).contains(i))
+            .map(|i| 2.0 + i as f64 * p)
+            .collect();
+        let shape = TrackShape::of(&ts);
+        assert_eq!(shape.rows, 17);
+        assert!((shape.span - 19.0 * p).abs() < 1e-12);
+        assert!((shape.longest_step - 4.0 * p).abs() < 1e-12);
+        // The gap (4 periods at 30 fps, 8 at 60, 3.2 at 24) resamples at every one of these
+        // rates: floor(span * fps + 1e-9) + 1 = 20, 39, 16 frames.
+        for (fps, frames) in [(30.0, 20), (60.0, 39), (24.0, 16)] {
+            assert!(shape.needs_resampling(fps));
+            assert_eq!(shape.conformed_frames(fps), frames, "fps={fps}");
+            assert_eq!(conformed_frame_count(&ts, fps), frames, "fps={fps}");
+        }
+        // Gapless 30 fps rows stay rows at 30 fps (within 1 %), not at 60.
+        let gapless: Vec<f64> = (0..17).map(|i| i as f64 * p).collect();
+        let shape = TrackShape::of(&gapless);
+        assert_eq!((shape.conformed_frames(30.0), shape.conformed_frames(60.0)), (17, 33));
+        let empty = TrackShape::of(&[]);
+        assert_eq!(
+            (empty.rows, empty.span, empty.longest_step, empty.source_fps),
+            (0, 0.0, 0.0, None)
+        );
+        assert_eq!(empty.conformed_frames(30.0), 0);
+        let one = TrackShape::of(&[4.0]);
+        assert_eq!((one.rows, one.span, one.longest_step), (1, 0.0, 0.0));
+        assert_eq!(one.conformed_frames(60.0), 1);
     }
 
     #[test]

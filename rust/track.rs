@@ -39,6 +39,29 @@ pub fn load_bytes(
     Ok(convert(checked_parse(bytes, name, options)?, target_fps))
 }
 
+/// What a take's manifest line records about its track: its shape (which decides the frame
+/// count at any target rate), its first and last timestamps and whether rows carry pose.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackFacts {
+    pub shape: fps::TrackShape,
+    /// First and last timestamps in seconds (None without rows).
+    pub first: Option<f64>,
+    pub last: Option<f64>,
+    pub pose: bool,
+}
+
+/// Parse an in-memory JSONL document with loading's checks and summarise it without converting
+/// (errors are loading's, naming `name`).
+pub fn facts_bytes(bytes: &[u8], name: &str, options: &ParseOptions) -> Result<TrackFacts, DataFormatError> {
+    let bs = checked_parse(bytes, name, options)?;
+    Ok(TrackFacts {
+        shape: fps::TrackShape::of(&bs.timestamps),
+        first: bs.timestamps.first().copied(),
+        last: bs.timestamps.last().copied(),
+        pose: bs.pose.is_some(),
+    })
+}
+
 /// Parse, then reject timestamp gaps over `fps::MAX_GAP_S` (naming the gap's line) and frame
 /// rates no capture has (saying which unit the timestamps look like).
 fn checked_parse(bytes: &[u8], name: &str, options: &ParseOptions) -> Result<Blendshapes, DataFormatError> {
@@ -108,6 +131,32 @@ mod tests {
 
     fn load_error(bytes: &[u8], unit: TimestampUnit) -> DataFormatError {
         load_bytes(bytes, "take.jsonl", &in_unit(unit), 30.0).unwrap_err()
+    }
+
+    #[test]
+    fn facts_count_what_loading_delivers() {
+        // 30 fps rows 0..=29 without rows 10..=13 (a 5-period gap), starting at 7 s, with pose.
+        let ts: Vec<f64> = (0..30)
+            .filter(|i| !(10..=13).contains(i))
+            .map(|i| 7.0 + i as f64 / 30.0)
+            .collect();
+        let bytes = document(&ts, true);
+        let facts = facts_bytes(&bytes, "take.jsonl", &in_unit(TimestampUnit::Seconds)).unwrap();
+        assert_eq!(facts.shape.rows, 26);
+        assert_eq!((facts.first, facts.last, facts.pose), (Some(7.0), Some(ts[25]), true));
+        assert!((facts.shape.longest_step - 5.0 / 30.0).abs() < 1e-12);
+        for target in [30.0, 60.0, 25.0] {
+            let loaded = load_bytes(&bytes, "take.jsonl", &in_unit(TimestampUnit::Seconds), target).unwrap();
+            assert_eq!(
+                facts.shape.conformed_frames(target),
+                loaded.blendshapes.rows(),
+                "target={target}"
+            );
+        }
+        // Loading's errors, unchanged.
+        let ms: Vec<f64> = (0..100).map(|i| (i * 33) as f64).collect();
+        let err = facts_bytes(&document(&ms, false), "take.jsonl", &in_unit(TimestampUnit::Seconds)).unwrap_err();
+        assert_eq!(err, load_error(&document(&ms, false), TimestampUnit::Seconds));
     }
 
     #[test]

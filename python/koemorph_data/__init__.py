@@ -8,7 +8,7 @@ from ._core import __version__
 from .blendshapes import ARKIT_BLENDSHAPES, KOEMORPH_BLENDSHAPES, POSE_NAMES, read_blendshapes
 from .dataset import AdaptiveSequentialDataset, SequentialKoeMorphDataset
 from .errors import DataFormatError
-from .sampling import EpochPlan
+from .plan import EpochPlan
 
 #: The small real-speech sample dataset shipped inside the package.
 SAMPLE_DATA_DIR = Path(__file__).parent / "sample_data"

@@ -1,7 +1,7 @@
 """Type stubs for the Rust extension ``koemorph_data._core``."""
 
 from collections.abc import Sequence
-from typing import final
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
@@ -22,11 +22,18 @@ __all__ = [
     "frames_to_samples",
     "frames_covered",
     "resampled_length",
-    "plan_epoch",
+    "frames_covered_each",
+    "resampled_lengths",
+    "track_facts_bytes",
+    "conformed_frame_counts",
+    "parse_manifest_lines",
+    "plan_runs",
+    "plan_windows",
+    "window_order",
     "rank_share",
     "worker_block",
     "assign_files_to_ranks",
-    "lane_plan",
+    "lane_schedule",
     "gather_windows",
     "gather_batch",
     "gather_batch_async",
@@ -81,7 +88,41 @@ def frames_to_samples(
 ) -> npt.NDArray[np.int64]: ...
 def frames_covered(samples: int, sample_rate: int, fps: int, alignment: str) -> int: ...
 def resampled_length(samples: int, from_rate: int, to_rate: int) -> int: ...
-def plan_epoch(
+def frames_covered_each(
+    samples: npt.NDArray[np.uint64], sample_rate: int, fps: int, alignment: str
+) -> npt.NDArray[np.uint64]:
+    """frames_covered of every element."""
+
+def resampled_lengths(
+    samples: npt.NDArray[np.uint64], from_rates: npt.NDArray[np.uint64], to_rate: int
+) -> npt.NDArray[np.uint64]:
+    """resampled_length of every (samples, from_rate) pair."""
+
+def track_facts_bytes(
+    data: bytes, name: str, order: str | Sequence[str] | None = None, timestamp_unit: str = "s"
+) -> tuple[int, float | None, float | None, float | None, float, bool]:
+    """(rows, source fps or None, first and last timestamp or None, longest step between
+    timestamps (0 below 2 rows), pose present) of a JSONL document, with load_blendshapes'
+    checks (DataFormatError naming ``name``), without converting it."""
+
+def conformed_frame_counts(
+    rows: npt.NDArray[np.uint64],
+    source_fps: npt.NDArray[np.float64],
+    span: npt.NDArray[np.float64],
+    longest_step: npt.NDArray[np.float64],
+    target_fps: float,
+) -> npt.NDArray[np.uint64]:
+    """Frames load_blendshapes delivers at target_fps for tracks of these rows, detected fps
+    (NaN: none), spans (last - first timestamp) and longest steps."""
+
+def parse_manifest_lines(data: bytes, name: str, first_line: int) -> dict[str, Any]:
+    """A take manifest's take lines (line ``first_line`` onwards) as columns: lists "wav",
+    "jsonl", "wav_version", "jsonl_version"; uint64 arrays "wav_size", "jsonl_size", "rate",
+    "channels", "frames", "rows"; float64 arrays (NaN: absent) "source_fps", "first_s",
+    "last_s", "max_step_s"; bool array "pose"; "errors": [(take, file, line, reason)].
+    ValueError naming ``name`` and the line for a line that is not a take line."""
+
+def plan_runs(
     frames: npt.NDArray[np.uint64],
     window_frames: int,
     stride: int,
@@ -89,13 +130,36 @@ def plan_epoch(
     epoch: int,
     shuffle_files: bool,
     dense_ratio: float | None = None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(file, window count) of each take with windows, in the epoch's order."""
+
+def plan_windows(
+    frames: npt.NDArray[np.uint64],
+    run_file: npt.NDArray[np.int64],
+    run_end: npt.NDArray[np.int64],
+    indices: npt.NDArray[np.int64],
+    window_frames: int,
+    stride: int,
+    seed: int,
+    epoch: int,
+    dense_ratio: float | None = None,
+    shuffle_windows: bool = False,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-    """(file, start_frame, dense) of every window of the epoch, in delivery order."""
+    """(file, start_frame, dense) of the windows at plan ``indices`` of the runs ``run_file``
+    with cumulative counts ``run_end``; ``shuffle_windows``: through ``window_order`` first.
+    ValueError for an index outside the plan or runs that do not match ``frames``."""
+
+def window_order(indices: npt.NDArray[np.int64], total: int, seed: int, epoch: int) -> npt.NDArray[np.int64]:
+    """The base index each of ``indices`` delivers under shuffle="windows": a seeded bijection
+    of [0, total) per (seed, epoch), computed per index."""
 
 def rank_share(total: int, rank: int, world_size: int, drop_uneven: bool) -> tuple[int, int]: ...
 def worker_block(len: int, worker: int, num_workers: int) -> tuple[int, int]: ...
 def assign_files_to_ranks(window_counts: list[int], world_size: int) -> list[list[int]]: ...
-def lane_plan(segments: list[tuple[int, int]], lanes: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]: ...
+def lane_schedule(counts: npt.NDArray[np.int64], lanes: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(lane, start step) of each segment of ``counts`` windows queued onto ``lanes`` lanes
+    (lane -1 for a segment without windows)."""
+
 def gather_windows(
     sources: list[npt.NDArray[np.float32]],
     ids: npt.NDArray[np.int64],

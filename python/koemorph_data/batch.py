@@ -31,25 +31,29 @@ import numpy as np
 import torch
 
 from . import _core
-from .sampling import EpochPlan
+from .plan import EpochPlan, PlanWindows
 
 Batch = dict[str, Any]
 
 
-def window_indices(plan: EpochPlan, index: np.ndarray) -> np.ndarray:
-    """int64 ``window_indices`` of plan windows ``index`` (-1 for an invalid slot): the index at
-    the epoch's stride, or at stride 1 (the start frame) for a mixed-mode dense draw."""
-    index = np.asarray(index, dtype=np.int64)
-    safe = np.maximum(index, 0)
-    start = plan.start_frame[safe].astype(np.int64)
-    out = np.where(plan.dense[safe], start, start // max(1, plan.stride))
-    return np.where(index >= 0, out, -1).astype(np.int64)
+def window_indices(plan: EpochPlan, windows: PlanWindows, valid: np.ndarray) -> np.ndarray:
+    """int64 ``window_indices`` of looked-up plan ``windows`` (-1 where not ``valid``): the
+    index at the epoch's stride, or at stride 1 (the start frame) for a mixed-mode dense draw."""
+    start = windows.start_frame.astype(np.int64)
+    out = np.where(windows.dense, start, start // max(1, plan.stride))
+    return np.where(valid, out, -1).astype(np.int64)
 
 
 def window_index(plan: EpochPlan, i: int) -> int:
     """``window_indices`` of one plan window (the per-sample path: no arrays)."""
-    start = int(plan.start_frame[i])
-    return start if plan.dense[i] else start // max(1, plan.stride)
+    _file, start, _sample, dense = plan.window(i)
+    return start if dense else start // max(1, plan.stride)
+
+
+def _no_windows(n: int) -> PlanWindows:
+    """``n`` invalid slots of an empty plan (nothing to look up)."""
+    empty = np.zeros(n, dtype=np.int64)
+    return PlanWindows(empty, empty, empty, np.zeros(n, dtype=bool))
 
 
 class BatchSchema:
@@ -97,15 +101,19 @@ class BatchSchema:
         make = torch.zeros if zero else torch.empty
         return make((rows, self.window_frames, _core.NUM_POSE), dtype=torch.float32, pin_memory=pin_memory)
 
-    def flags(self, plan: EpochPlan, index: np.ndarray) -> dict[str, torch.Tensor]:
-        """Per-window keys beyond the common ones, for plan indices ``index`` (-1: an invalid slot)."""
-        flags: dict[str, torch.Tensor] = {"window_indices": torch.from_numpy(window_indices(plan, index))}
+    def flags(self, plan: EpochPlan, index: np.ndarray, windows: PlanWindows | None = None) -> dict[str, torch.Tensor]:
+        """Per-window keys beyond the common ones, for plan indices ``index`` (-1: an invalid
+        slot); ``windows``: the windows at ``index`` when the caller looked them up already."""
+        index = np.asarray(index, dtype=np.int64)
+        valid = index >= 0
+        if windows is None:
+            windows = plan.lookup(np.maximum(index, 0)) if len(plan) else _no_windows(len(index))
+        flags: dict[str, torch.Tensor] = {"window_indices": torch.from_numpy(window_indices(plan, windows, valid))}
         if self.dense_flag:
-            flags["is_dense"] = torch.from_numpy(np.where(index >= 0, plan.dense[np.maximum(index, 0)], False))
+            flags["is_dense"] = torch.from_numpy(valid & windows.dense)
         if self.real_frames is not None:
-            safe = np.maximum(index, 0)
-            files = np.where(index >= 0, plan.file[safe], -1)
-            flags["frame_mask"] = self.frame_mask(files, plan.start_frame[safe])
+            files = np.where(valid, windows.file, -1)
+            flags["frame_mask"] = self.frame_mask(files, windows.start_frame)
         return flags
 
     def sample(
@@ -129,7 +137,7 @@ class BatchSchema:
             "window_indices": torch.tensor(window_index(plan, i), dtype=torch.int64),
         }
         if self.dense_flag:
-            sample["is_dense"] = torch.tensor(bool(plan.dense[i]))
+            sample["is_dense"] = torch.tensor(plan.window(i)[3])
         if self.real_frames is not None:
             sample["frame_mask"] = self.frame_mask(np.array([file_index]), np.array([frame]))[0]
         return sample

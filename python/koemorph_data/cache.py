@@ -243,18 +243,42 @@ class TakeCache:
             return TakeArrays(audio, values, pose), False  # changed under us: correct now, not cacheable
         return self._store(before, TakeArrays(audio, values, pose), header, source_fps, rows, force=force)
 
+    def fetched_stamps(
+        self,
+        source: TakeSource,
+        wav: PurePosixPath | str,
+        jsonl: PurePosixPath | str,
+        expected: tuple[ObjectStat, ObjectStat],
+    ) -> tuple[SourceStamp, SourceStamp]:
+        """What keys a take in object storage: its objects' URLs, sizes and ETags as expected."""
+        return SourceStamp(source.name(wav), expected[0].size, expected[0].version), SourceStamp(
+            source.name(jsonl), expected[1].size, expected[1].version
+        )
+
+    def lookup_fetched(
+        self,
+        source: TakeSource,
+        wav: PurePosixPath | str,
+        jsonl: PurePosixPath | str,
+        expected: tuple[ObjectStat, ObjectStat],
+    ) -> CacheEntry | None:
+        """The current entry of a take in object storage, or None; never fetches."""
+        return self._lookup(*self.fetched_stamps(source, wav, jsonl, expected))
+
     def fill_fetched(
         self,
         source: TakeSource,
         wav: PurePosixPath | str,
         jsonl: PurePosixPath | str,
         expected: tuple[ObjectStat, ObjectStat],
+        *,
+        force: bool = False,
     ) -> TakeArrays:
         """A take in object storage: served from the cache (keyed by URL, size and ETag as the
-        listing or manifest saw them), else fetched, decoded and stored. DataFormatError naming
-        the object when it no longer has the size or ETag expected."""
-        stamps = tuple(SourceStamp(source.name(rel), st.size, st.version) for rel, st in zip((wav, jsonl), expected))
-        entry = self._lookup(*stamps)
+        listing or manifest saw them), else (or with ``force``) fetched, decoded and stored.
+        DataFormatError naming the object when it no longer has the size or ETag expected."""
+        stamps = self.fetched_stamps(source, wav, jsonl, expected)
+        entry = None if force else self._lookup(*stamps)
         if entry is not None:
             try:
                 return entry.arrays()
@@ -266,7 +290,7 @@ class TakeCache:
         header = audio_info(wav_name, self.sample_rate, file=io.BytesIO(fetched[0]))
         audio = load_audio(wav_name, self.sample_rate, data=fetched[0])
         arrays = TakeArrays(audio, values, pose)
-        return self._store(stamps, arrays, header, source_fps, rows)[0]  # type: ignore[arg-type]
+        return self._store(stamps, arrays, header, source_fps, rows, force=force)[0]  # type: ignore[arg-type]
 
     def _store(
         self,
@@ -284,7 +308,7 @@ class TakeCache:
         cannot fit under the limit."""
         key = self._key(*before)
         base = self._base(before[0], key)
-        meta = self._record(before, key, arrays, header, source_fps, rows)
+        meta = _record(self, before, key, arrays, header, source_fps, rows)
         record = json.dumps(meta, indent=1).encode()
         parts = [(suffix, a) for suffix, a in zip((_AUDIO, _BLENDSHAPES, _POSE), arrays) if a is not None]
         bound = len(record) + sum(_npy_bytes(a) for _, a in parts)
@@ -323,50 +347,21 @@ class TakeCache:
                 self.limit,
             )
 
-    def _record(
-        self,
-        before: tuple[SourceStamp, SourceStamp],
-        key: str,
-        arrays: TakeArrays,
-        header: AudioInfo,
-        source_fps: float | None,
-        rows: int,
-    ) -> dict[str, Any]:
-        """The entry's JSON record: what validation needs and what identifies the entry."""
-        audio, values, pose = arrays
-        return {
-            "version": FORMAT_VERSION,
-            "key": key,
-            "sample_rate": self.sample_rate,
-            "target_fps": self.target_fps,
-            "wav": before[0].path,
-            "wav_size": before[0].size,
-            "wav_mtime_ns": before[0].mtime_ns,
-            "jsonl": before[1].path,
-            "jsonl_size": before[1].size,
-            "jsonl_mtime_ns": before[1].mtime_ns,
-            "audio_samples": int(len(audio)),
-            "audio_length": int(header.length),
-            "source_rate": int(header.sample_rate),
-            "channels": int(header.channels),
-            "blendshape_frames": int(len(values)),
-            "source_fps": source_fps,
-            "rows": int(rows),
-            "pose": pose is not None,
-            "labels": self.labels.cache_key,
-        }
-
     def prune(self, current: list[tuple[Path, Path]]) -> int:
         """Removes entries of these takes' sources whose key is no longer current (an older
         version of the file, another format version); other entries are left alone.
         Returns the number of entries removed."""
-        wavs: dict[str, str] = {}
+        stamps: list[tuple[SourceStamp, SourceStamp]] = []
         for wav, jsonl in current:
             try:
-                stamps = self._stamps(wav, jsonl)
+                stamps.append(self._stamps(wav, jsonl))
             except OSError:
                 continue
-            wavs[stamps[0].path] = self._key(*stamps)
+        return self.prune_stamps(stamps)
+
+    def prune_stamps(self, current: list[tuple[SourceStamp, SourceStamp]]) -> int:
+        """``prune`` of takes given by their current stamps (``fetched_stamps`` for objects)."""
+        wavs = {wav.path: self._key(wav, jsonl) for wav, jsonl in current}
         removed = 0
         with budget_for(self.cache_dir).locked() as budget:
             for meta_file in self.cache_dir.glob(f"*{_META}"):
@@ -395,6 +390,40 @@ class TakeCache:
         with budget_for(self.cache_dir).locked() as budget:
             budget.make_room(0, self.limit, protect_since_ns=self.protect_since_ns, protected_last=True)
             return budget.used
+
+
+def _record(
+    cache: TakeCache,
+    before: tuple[SourceStamp, SourceStamp],
+    key: str,
+    arrays: TakeArrays,
+    header: AudioInfo,
+    source_fps: float | None,
+    rows: int,
+) -> dict[str, Any]:
+    """An entry's JSON record: what validation needs and what identifies the entry."""
+    audio, values, pose = arrays
+    return {
+        "version": FORMAT_VERSION,
+        "key": key,
+        "sample_rate": cache.sample_rate,
+        "target_fps": cache.target_fps,
+        "wav": before[0].path,
+        "wav_size": before[0].size,
+        "wav_mtime_ns": before[0].mtime_ns,
+        "jsonl": before[1].path,
+        "jsonl_size": before[1].size,
+        "jsonl_mtime_ns": before[1].mtime_ns,
+        "audio_samples": int(len(audio)),
+        "audio_length": int(header.length),
+        "source_rate": int(header.sample_rate),
+        "channels": int(header.channels),
+        "blendshape_frames": int(len(values)),
+        "source_fps": source_fps,
+        "rows": int(rows),
+        "pose": pose is not None,
+        "labels": cache.labels.cache_key,
+    }
 
 
 def _fetch(source: TakeSource, rel: PurePosixPath | str, expected: ObjectStat) -> bytes:

@@ -24,9 +24,9 @@ from .blendshapes import BlendshapeOrder, LabelFormat
 from .budget import parse_size
 from .loader import BatchLoader
 from .lookahead import TakeLookahead, lane_starts, run_starts, take_pieces
+from .plan import EpochPlan
 from .sampling import (
     AdaptiveStride,
-    EpochPlan,
     FixedStride,
     StreamPosition,
     WindowSampler,

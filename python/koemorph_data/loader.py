@@ -23,7 +23,8 @@ from torch.utils.data import default_collate
 from . import _core
 from .batch import Batch, BatchSchema
 from .lookahead import TakeLookahead, lane_starts, run_starts
-from .sampling import EpochPlan, Resume, StreamPosition, WindowSampler, check_positive
+from .plan import EpochPlan
+from .sampling import Resume, StreamPosition, WindowSampler, check_positive
 from .store import TakeStore
 from .windows import WindowReader
 
@@ -170,18 +171,18 @@ class ChunkPlanner:
 
     def run_chunk(self, plan: EpochPlan, positions: np.ndarray) -> _Chunk:
         """The windows ``positions`` of a plan as one chunk (index arrays and flags)."""
-        files = plan.file[positions].astype(np.int64, copy=False)
+        windows = plan.lookup(positions)
         return _Chunk(
-            files,
-            plan.start_frame[positions].astype(np.int64, copy=False),
-            plan.start_sample[positions].astype(np.int64, copy=False),
-            self.schema.flags(plan, positions),
-            np.flatnonzero(np.diff(files)) + 1,
+            windows.file,
+            windows.start_frame,
+            windows.start_sample,
+            self.schema.flags(plan, positions, windows),
+            np.flatnonzero(np.diff(windows.file)) + 1,
         )
 
     def window_chunks(self, epoch: int, resume: Resume | None) -> Iterator[_Chunk]:
         """The same stream as ``_window_batches``, as chunks of whole batches with their index
-        arrays computed once per run (a run is usually a whole epoch of this rank)."""
+        arrays computed once per run (at most ``PLAN_CHUNK`` windows of the stream)."""
         b = self.batch_size
         size = self._chunk * b
         carry: _Chunk | None = None
@@ -319,12 +320,16 @@ class ChunkGatherer:
         files = np.full(n, -1, dtype=np.int64)
         frames = np.full(n, -1, dtype=np.int64)
         samples = np.zeros(n, dtype=np.int64)
+        looked_up = []
         for s, (plan, index, _reset) in enumerate(chunk):
             ok = index >= 0
             rows = slice(s * lanes, (s + 1) * lanes)
-            files[rows][ok] = plan.file[index[ok]]
-            frames[rows][ok] = plan.start_frame[index[ok]]
-            samples[rows][ok] = plan.start_sample[index[ok]]
+            windows = plan.lookup(np.maximum(index, 0)) if ok.any() else None
+            looked_up.append(windows)
+            if windows is not None:
+                files[rows][ok] = windows.file[ok]
+                frames[rows][ok] = windows.start_frame[ok]
+                samples[rows][ok] = windows.start_sample[ok]
         valid = files >= 0
         audio, blendshapes = self._buffers.get(n)
         pose = self.schema.empty_pose(n, pin_memory=self.pin_memory)
@@ -341,7 +346,7 @@ class ChunkGatherer:
                     frame_t[rows],
                     pose=None if pose is None else pose[rows],
                     lanes=(reset, valid_t[rows]),
-                    flags=self.schema.flags(plan, index),
+                    flags=self.schema.flags(plan, index, looked_up[s]),
                 )
             )
         self._buffers.release(audio)

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from .sampling import EpochPlan
+from .plan import EpochPlan
 from .store import TakeStore
 
 T = TypeVar("T")

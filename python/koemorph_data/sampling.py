@@ -1,15 +1,22 @@
 """Which windows, in which order, on which rank and worker: metadata only, no I/O.
 
-Every epoch has a plan, computed by the Rust core from (usable frames per take, window,
-stride, seed, epoch): the windows of the epoch in delivery order, takes shuffled per epoch,
-each take's windows contiguous and in temporal order. Sharding is index arithmetic on that
+Every epoch has a plan (``koemorph_data.plan.EpochPlan``), computed by the Rust core from
+(usable frames per take, window, stride, seed, epoch): the takes of the epoch in delivery
+order (shuffled per epoch), each take's windows contiguous and in temporal order, held as one
+run per take, so its memory grows with takes, not windows; ``shuffle="windows"`` delivers
+them through a seeded bijection of the epoch's indices. Sharding is index arithmetic on that
 plan, so every process that builds it agrees on it:
 
 * ranks (DDP) take contiguous, equal-length runs of the plan (short ranks padded with
   windows from the start of the epoch, or the remainder dropped with ``drop_uneven``);
-* DataLoader workers take contiguous blocks of their rank's run, so each window of the epoch
-  is yielded exactly once and a worker decodes only the takes its block touches;
-* resuming skips, per worker, exactly the windows that worker had delivered.
+* DataLoader workers take whole batches in turn, or contiguous blocks of their rank's run,
+  so each window of the epoch is yielded exactly once and a worker decodes only the takes
+  its windows touch;
+* resuming skips, per worker, exactly the windows that worker had delivered;
+* lanes follow takes, each rank's takes queued onto its lanes (one entry per take).
+
+Streams hand out plan indices in chunks of at most ``PLAN_CHUNK`` (lanes: blocks of steps)
+and the windows are looked up per chunk, so no array grows with the epoch.
 
 Like lhotse's samplers, nothing here reads audio or blendshapes: the sampler works on the
 usable frame count of each take, which take validation computed.
@@ -31,34 +38,11 @@ import torch
 
 from . import _core
 from .lru import BoundedCache
+from .plan import PLAN_CHUNK, EpochPlan, LaneSchedule
 from .timing import Timing
 
 STRIDE_MODES = ("dense", "sparse", "progressive", "mixed")
 SCHEDULES = ("linear", "step")
-
-
-@dataclass(frozen=True)
-class EpochPlan:
-    """One epoch's windows in delivery order (all arrays have the same length)."""
-
-    epoch: int
-    stride: int
-    file: np.ndarray  # int64 position in file_pairs
-    start_frame: np.ndarray  # int64
-    start_sample: np.ndarray  # int64, from the dataset's alignment
-    dense: np.ndarray  # bool
-
-    def __len__(self) -> int:
-        return len(self.file)
-
-    def file_segments(self) -> list[tuple[int, int]]:
-        """(first plan index, window count) of each file's run, in plan order."""
-        if len(self.file) == 0:
-            return []
-        bounds = np.flatnonzero(np.diff(self.file)) + 1
-        starts = np.concatenate(([0], bounds))
-        ends = np.concatenate((bounds, [len(self.file)]))
-        return [(int(s), int(e - s)) for s, e in zip(starts, ends)]
 
 
 # ---------------------------------------------------------------------------- strides
@@ -421,6 +405,7 @@ class WindowSampler:
         self.warned_blocks = SharedInt(0)
         self.frozen_rank_world: tuple[int, int] | None = None
         self._plans: BoundedCache[int, EpochPlan] = BoundedCache(4)
+        self._lane_schedules: BoundedCache[tuple[int, int, int], LaneSchedule] = BoundedCache(4)
 
     @property
     def epoch(self) -> int:
@@ -434,14 +419,19 @@ class WindowSampler:
     def _make_plan(self, epoch: int) -> EpochPlan:
         stride = self.stride.stride_for_epoch(epoch)
         frames = self.frames if self.tail == "drop" else padded_frames(self.frames, self.window_frames, stride)
-        file, start_frame, dense = _core.plan_epoch(
-            frames, self.window_frames, stride, self.seed, epoch, self.shuffle == "takes", self.stride.dense_ratio
+        return EpochPlan.build(
+            frames, window_frames=self.window_frames, stride=stride, seed=self.seed, epoch=epoch,
+            shuffle=self.shuffle, dense_ratio=self.stride.dense_ratio, timing=self.timing,
+        )  # fmt: skip
+
+    def lane_schedule(self, epoch: int | None = None) -> LaneSchedule:
+        """This rank's lanes for the epoch (lanes mode)."""
+        assert self.lanes is not None
+        epoch = self.epoch if epoch is None else int(epoch)
+        rank, world = self.rank_world()
+        return self._lane_schedules.get_or_make(
+            (epoch, rank, world), lambda key: LaneSchedule.build(self.plan(key[0]), key[1], key[2], self.lanes)
         )
-        if self.shuffle == "windows":  # one seeded permutation of the epoch's windows across takes
-            order = np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(len(file))
-            file, start_frame, dense = file[order], start_frame[order], dense[order]
-        start_sample = self.timing.frames_to_samples(start_frame)
-        return EpochPlan(epoch, stride, file, start_frame, start_sample, dense)
 
     def rank_world(self) -> tuple[int, int]:
         """(rank, world size) as this process sees them (frozen into spawned workers)."""
@@ -465,20 +455,17 @@ class WindowSampler:
     # ------------------------------------------------------------------ counts
     def num_windows(self) -> int:
         """Windows the current epoch delivers to this rank (padding included)."""
-        rank, world = self.rank_world()
-        plan = self.plan()
         if self.lanes is not None:
-            index, _ = self.lane_table(plan, rank, world)
-            return int((index >= 0).sum())
-        return _core.rank_share(len(plan), rank, world, self.drop_uneven)[1]
+            return self.lane_schedule().windows()
+        rank, world = self.rank_world()
+        return _core.rank_share(len(self.plan()), rank, world, self.drop_uneven)[1]
 
     def epoch_items(self, epoch: int | None = None) -> int:
         """Items of one epoch for this rank: windows, or lane batches in lanes mode."""
-        rank, world = self.rank_world()
-        plan = self.plan(epoch)
         if self.lanes is not None:
-            return len(self.lane_table(plan, rank, world)[0])
-        return _core.rank_share(len(plan), rank, world, self.drop_uneven)[1]
+            return self.lane_schedule(epoch).steps
+        rank, world = self.rank_world()
+        return _core.rank_share(len(self.plan(epoch)), rank, world, self.drop_uneven)[1]
 
     def normalised_position(self, epoch: int, consumed: int) -> tuple[int, int]:
         """A count from the stream's first epoch -> (epoch, items into it), past finished epochs."""
@@ -554,10 +541,10 @@ class WindowSampler:
                 return
             first = min(skip, length)
             skip -= first
-            mine = np.flatnonzero((done + np.arange(length - first)) // size % workers == worker)
+            # Stream positions done .. done + length - first are share offsets first .. length.
+            for mine in dealt_positions(done, done + length - first, size, workers, worker):
+                yield plan, (start + first - done + mine) % len(plan)
             done += length - first
-            if len(mine):
-                yield plan, (start + first + mine) % len(plan)
 
     def _block_runs(
         self, epoch: int, worker: int, workers: int, resume: Resume | None
@@ -573,25 +560,11 @@ class WindowSampler:
             if skip >= count:
                 skip -= count
                 continue
-            yield plan, (start + offset + np.arange(skip, count)) % len(plan)
+            for lo in range(skip, count, PLAN_CHUNK):
+                yield plan, (start + offset + np.arange(lo, min(lo + PLAN_CHUNK, count))) % len(plan)
             skip = 0
 
     # ------------------------------------------------------------------ lanes mode
-    def lane_table(self, plan: EpochPlan, rank: int, world: int) -> tuple[np.ndarray, np.ndarray]:
-        """This rank's lanes for the epoch: plan indices [steps, lanes] (-1 = invalid) and
-        reset flags, padded with invalid rows to the longest rank's step count."""
-        assert self.lanes is not None
-        segments = plan.file_segments()
-        per_rank = _core.assign_files_to_ranks([n for _, n in segments], world)
-        tables = [_core.lane_plan([segments[i] for i in files], self.lanes) for files in per_rank]
-        steps = max(len(index) for index, _ in tables)
-        index, reset = tables[rank]
-        pad = steps - len(index)
-        if pad:
-            index = np.concatenate((index, np.full((pad, self.lanes), -1, dtype=np.int64)))
-            reset = np.concatenate((reset, np.zeros((pad, self.lanes), dtype=bool)))
-        return index, reset
-
     def lane_steps(
         self, epoch: int, worker: int, workers: int, resume: Resume | None
     ) -> Iterator[tuple[EpochPlan, np.ndarray, np.ndarray]]:
@@ -601,15 +574,42 @@ class WindowSampler:
         which is the order the DataLoader takes batches from its workers.
         """
         assert self.lanes is not None
-        rank, world = self.rank_world()
         first = (resume.consumed // self.lanes) if resume else 0
-        g = 0
+        g = 0  # stream steps before this epoch
         for e in self.epochs(epoch):
             plan = self.plan(e)
-            index, reset = self.lane_table(plan, rank, world)
-            if self.loop_dataset and self._ends_here(e, len(index)):
+            schedule = self.lane_schedule(e)
+            if self.loop_dataset and self._ends_here(e, schedule.steps):
                 return
-            for step in range(len(index)):
-                if g >= first and (g - first) % workers == worker:
-                    yield plan, index[step], reset[step]
-                g += 1
+            lo = max(first - g, 0)
+            lo += (worker - (g + lo - first)) % workers  # this worker's first step of the epoch
+            block = LANE_BLOCK * workers
+            for at in range(lo, schedule.steps, block):
+                index, reset = schedule.rows(np.arange(at, min(at + block, schedule.steps), workers))
+                for row in range(len(index)):
+                    yield plan, index[row], reset[row]
+            g += schedule.steps
+
+
+def dealt_positions(lo: int, hi: int, size: int, workers: int, worker: int) -> Iterator[np.ndarray]:
+    """Stream positions p in [lo, hi) of worker ``worker``'s batches (batch p // size goes to
+    worker (p // size) % workers), ascending, in arrays of about ``PLAN_CHUNK`` (whole batches)."""
+    if workers == 1:
+        for at in range(lo, hi, PLAN_CHUNK):
+            yield np.arange(at, min(at + PLAN_CHUNK, hi), dtype=np.int64)
+        return
+    batch = lo // size
+    batch += (worker - batch) % workers  # this worker's first batch touching [lo, hi)
+    per_chunk = max(1, PLAN_CHUNK // size)
+    within = np.arange(size, dtype=np.int64)
+    while batch * size < hi:
+        batches = batch + workers * np.arange(per_chunk, dtype=np.int64)
+        positions = (batches[:, None] * size + within).ravel()
+        positions = positions[(positions >= lo) & (positions < hi)]
+        if len(positions):
+            yield positions
+        batch += workers * per_chunk
+
+
+#: Lane steps looked up at once per worker (a block is LANE_BLOCK x lanes plan indices).
+LANE_BLOCK = 1024

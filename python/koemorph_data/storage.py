@@ -21,7 +21,9 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, TypeVar
@@ -31,6 +33,7 @@ from .errors import StorageError
 logger = logging.getLogger("koemorph_data")
 
 T = TypeVar("T")
+R = TypeVar("R")
 RelPair = tuple[PurePosixPath, PurePosixPath]
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -110,6 +113,50 @@ def find_file_pairs(data_dir: str | Path) -> tuple[list[tuple[Path, Path]], list
     return pair_up(walk(root, ".wav"), set(walk(root, ".jsonl")), lambda wav: wav.with_suffix(".jsonl"))
 
 
+def map_in_order(
+    call: Callable[[T], R], items: Iterable[T], *, workers: int, until: Callable[[R], bool] | None = None
+) -> list[R]:
+    """``[call(item) for item in items]`` with up to ``workers`` calls running at once (requests
+    to a store overlap), results in item order. Stops after the first result ``until`` accepts,
+    and at the first exception, which is raised; calls not started by then are never started
+    (a store that went away fails one bounded request per worker, not one per item).
+
+    :param call: what is done with each item (run on a pool thread unless ``workers`` is 1).
+    :param items: the items, in the order of the results.
+    :param workers: calls running at once (1: in the calling thread).
+    :param until: stop after the first result it returns True for (None: never).
+    """
+    if workers <= 1:
+        results = []
+        for item in items:
+            results.append(call(item))
+            if until is not None and until(results[-1]):
+                break
+        return results
+    pending: deque[Future[R]] = deque()
+    results = []
+    source = iter(items)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="koemorph-fetch") as pool:
+        try:
+            for item in source:  # a bounded window: 100,000 takes are not 100,000 futures at once
+                pending.append(pool.submit(call, item))
+                if len(pending) >= 4 * workers and _take_first(pending, results, until):
+                    return results
+            while pending:
+                if _take_first(pending, results, until):
+                    return results
+        finally:
+            for future in pending:
+                future.cancel()
+    return results
+
+
+def _take_first(pending: deque[Future[R]], results: list[R], until: Callable[[R], bool] | None) -> bool:
+    """Moves the oldest future's result to ``results`` (raising its exception); True to stop."""
+    results.append(pending.popleft().result())
+    return until is not None and until(results[-1])
+
+
 class TakeSource:
     """The takes under one root; subclasses: ``LocalSource`` and ``RemoteSource``."""
 
@@ -125,6 +172,11 @@ class TakeSource:
     def stat(self, rel: PurePosixPath | str) -> ObjectStat:
         """Size and version of one object (FileNotFoundError when it is missing)."""
         raise NotImplementedError
+
+    def listed_stat(self, rel: PurePosixPath | str) -> ObjectStat:
+        """``stat`` as the last ``list_pairs`` saw the object (a remote listing records every
+        object's size and ETag: no request), else asked now."""
+        return self.stat(rel)
 
     def read_bytes(self, rel: PurePosixPath | str) -> bytes:
         """The whole content of one object."""
@@ -285,6 +337,10 @@ class RemoteSource(TakeSource):
         path = self.path(rel).as_posix()
         info = self._call("stat", rel, lambda: self.fs.info(path, **self._deadline()))
         return ObjectStat(int(info.get("size") or 0), _version(info))
+
+    def listed_stat(self, rel: PurePosixPath | str) -> ObjectStat:
+        found = self.listed.get(PurePosixPath(rel))
+        return found if found is not None else self.stat(rel)
 
     def read_bytes(self, rel: PurePosixPath | str) -> bytes:
         path = self.path(rel).as_posix()

@@ -48,3 +48,9 @@ class Timing:
     def frames_covered(self, samples: int) -> int:
         """Frames whose audio lies entirely within ``samples`` samples."""
         return int(_core.frames_covered(samples, self.sample_rate, self.target_fps, self.alignment))
+
+    def frames_covered_each(self, samples: np.ndarray) -> np.ndarray:
+        """``frames_covered`` of every element (uint64)."""
+        return _core.frames_covered_each(
+            np.asarray(samples, dtype=np.uint64), self.sample_rate, self.target_fps, self.alignment
+        )

@@ -11,7 +11,7 @@ import torch
 
 from .augment import Augment
 from .batch import Batch, BatchSchema
-from .sampling import EpochPlan
+from .plan import EpochPlan
 from .store import TakeStore
 
 
@@ -23,10 +23,13 @@ class WindowReader:
         self.augment = augment
         self.seed = int(seed)  # the augmentation's default seed
 
-    def read(self, plan: EpochPlan, i: int) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray | None]:
+    def read(
+        self, plan: EpochPlan, i: int, window: tuple[int, int, int, bool] | None = None
+    ) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray | None]:
         """(file index, start frame, audio, blendshapes, pose or None) of plan window ``i``,
-        augmented when ``augment`` is set; the arrays are the caller's own."""
-        file_index, frame, sample = int(plan.file[i]), int(plan.start_frame[i]), int(plan.start_sample[i])
+        augmented when ``augment`` is set; the arrays are the caller's own. ``window``: the
+        window's (file, start frame, start sample, dense) when the caller looked it up."""
+        file_index, frame, sample, _dense = window if window is not None else plan.window(i)
         audio, blendshapes, pose = self.store.get(file_index)
         window_samples, window_frames = self.schema.window_samples, self.schema.window_frames
         if self.augment is None:
@@ -77,10 +80,12 @@ class WindowReader:
         pose = self.schema.empty_pose(lanes, zero=True)
         file_indices = torch.full((lanes,), -1, dtype=torch.int64)
         start_frames = torch.full((lanes,), -1, dtype=torch.int64)
+        found = plan.lookup(np.maximum(index, 0)) if (index >= 0).any() else None
         for slot, i in enumerate(index.tolist()):
-            if i < 0:
+            if i < 0 or found is None:
                 continue
-            file_index, frame, a, b, p = self.read(plan, i)
+            window = (int(found.file[slot]), int(found.start_frame[slot]), int(found.start_sample[slot]), False)
+            file_index, frame, a, b, p = self.read(plan, i, window)
             audio[slot] = torch.from_numpy(a)
             blendshapes[slot] = torch.from_numpy(b)
             if pose is not None:
@@ -88,7 +93,7 @@ class WindowReader:
             file_indices[slot] = file_index
             start_frames[slot] = frame
         valid = torch.from_numpy(index >= 0)
-        flags = self.schema.flags(plan, index)
+        flags = self.schema.flags(plan, index, found)
         return self.schema.batch(
             audio, blendshapes, file_indices, start_frames, pose=pose, lanes=(reset, valid), flags=flags
         )

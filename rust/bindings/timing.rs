@@ -50,3 +50,44 @@ pub fn resampled_length(samples: u64, from_rate: u64, to_rate: u64) -> PyResult<
     }
     Ok(timing::resampled_length(samples, from_rate, to_rate))
 }
+
+/// `frames_covered` of every element of `samples` (uint64 array).
+#[pyfunction]
+pub fn frames_covered_each<'py>(
+    py: Python<'py>,
+    samples: PyReadonlyArray1<'py, u64>,
+    sample_rate: u64,
+    fps: u64,
+    alignment: &str,
+) -> PyResult<Bound<'py, PyArray1<u64>>> {
+    let t = timing_of(sample_rate, fps, alignment)?;
+    let out: Vec<u64> = samples.as_slice()?.iter().map(|&s| t.frames_covered(s)).collect();
+    Ok(PyArray1::from_vec(py, out))
+}
+
+/// `resampled_length` of every pair of `samples` and `from_rates` (uint64 arrays of one length).
+#[pyfunction]
+pub fn resampled_lengths<'py>(
+    py: Python<'py>,
+    samples: PyReadonlyArray1<'py, u64>,
+    from_rates: PyReadonlyArray1<'py, u64>,
+    to_rate: u64,
+) -> PyResult<Bound<'py, PyArray1<u64>>> {
+    let (samples, from_rates) = (samples.as_slice()?, from_rates.as_slice()?);
+    if samples.len() != from_rates.len() {
+        return Err(PyValueError::new_err(format!(
+            "samples and from_rates differ in length: {} and {}",
+            samples.len(),
+            from_rates.len()
+        )));
+    }
+    if to_rate == 0 || from_rates.contains(&0) {
+        return Err(PyValueError::new_err("sample rates must be positive"));
+    }
+    let out: Vec<u64> = samples
+        .iter()
+        .zip(from_rates)
+        .map(|(&n, &rate)| timing::resampled_length(n, rate, to_rate))
+        .collect();
+    Ok(PyArray1::from_vec(py, out))
+}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import socket
 import time
 import uuid
 from pathlib import Path, PurePosixPath
@@ -11,7 +12,7 @@ import pytest
 from conftest import s3_options, start_s3_server, upload_dir
 
 from koemorph_data.errors import StorageError
-from koemorph_data.storage import LocalSource, RemoteSource, find_file_pairs, is_remote, open_root
+from koemorph_data.storage import LocalSource, RemoteSource, find_file_pairs, is_remote, map_in_order, open_root
 from koemorph_data.synthetic import make_dataset
 
 
@@ -95,6 +96,60 @@ def test_stopped_server_fails_fast_naming_the_object(messy_dir):
     assert pickle.loads(pickle.dumps(info.value)).url == info.value.url
 
 
+def test_unanswered_requests_time_out_naming_the_object():
+    # A server that takes connections (the kernel's listen backlog) and never answers them.
+    deadline_s = 0.5
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        source = open_root("s3://silent/takes", s3_options(endpoint), timeout=deadline_s, retries=1, backoff=0.01)
+        started = time.monotonic()
+        with pytest.raises(
+            StorageError, match=r"s3://silent/takes/a\.wav: read failed after 2 attempt\(s\).*[Tt]imeout"
+        ):
+            source.read_bytes("a.wav")
+        elapsed = time.monotonic() - started
+    assert elapsed >= 2 * deadline_s  # both attempts waited for their deadline ...
+    assert elapsed < 2 * 2 * deadline_s + 0.01 + 10  # ... and no longer (client set-up aside): no hang
+
+
 def test_bad_policy_is_a_value_error():
     with pytest.raises(ValueError, match="timeout"):
         open_root("memory://x", timeout=0)
+
+
+def test_map_in_order_keeps_order_and_stops_early():
+    import threading
+
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def call(i: int) -> int:
+        with lock:
+            started.append(i)
+        time.sleep(0.001 * ((7 * i) % 5))  # later items often finish first
+        return i * i
+
+    assert map_in_order(call, range(200), workers=8) == [i * i for i in range(200)]
+    assert sorted(started) == list(range(200))
+    assert map_in_order(call, range(5), workers=1) == [0, 1, 4, 9, 16]
+    started.clear()
+    # Stops after the first accepted result; at most the bounded window (4 per worker) and
+    # the running calls were started beyond it.
+    assert map_in_order(call, range(1000), workers=4, until=lambda r: r == 100) == [i * i for i in range(11)]
+    assert len(started) <= 11 + 4 * 4 + 4
+
+
+def test_map_in_order_raises_the_first_failure_in_order():
+    started: list[int] = []
+
+    def call(i: int) -> int:
+        started.append(i)
+        if i in (30, 31):
+            raise StorageError(f"object {i} failed", url=f"s3://b/{i}")
+        return i
+
+    with pytest.raises(StorageError, match="object 30 failed"):
+        map_in_order(call, range(10_000), workers=4)
+    assert len(started) <= 31 + 4 * 4 + 4  # the rest were never started

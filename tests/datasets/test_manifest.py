@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -30,7 +31,8 @@ def _add_pose(jsonl: Path) -> None:
 @pytest.fixture(scope="module")
 def varied_dir(tmp_path_factory) -> Path:
     """Takes at several audio rates, channel counts and capture rates, one with pose, one
-    whose audio and blendshapes disagree, and one malformed JSONL."""
+    whose audio and blendshapes disagree, one malformed JSONL and one 30 fps capture that
+    dropped rows (resampled even at 30 fps)."""
     root = tmp_path_factory.mktemp("varied")
     specs = [
         ("a/t48_stereo", dict(seconds=3.3, sample_rate=48000, channels=2, fps=30.0)),
@@ -40,10 +42,14 @@ def varied_dir(tmp_path_factory) -> Path:
         ("c/t16_short_bs", dict(seconds=3.0, sample_rate=16000, fps=30.0, blendshape_frames=70)),
         ("c/t16_pose", dict(seconds=2.5, sample_rate=16000, fps=30.0)),
         ("d/broken", dict(seconds=2.0, sample_rate=16000, fps=30.0)),
+        ("e/t30_dropped", dict(seconds=3.0, sample_rate=16000, fps=30.0)),
     ]
     for i, (name, spec) in enumerate(specs):
         make_take(root / f"{name}.wav", root / f"{name}.jsonl", seed=i, **spec)
     _add_pose(root / "c/t16_pose.jsonl")
+    dropped = root / "e/t30_dropped.jsonl"  # rows 40-45 dropped: a gap, resampled at every rate
+    rows = dropped.read_text().splitlines()
+    dropped.write_text("\n".join(rows[:40] + rows[46:]) + "\n")
     broken = root / "d/broken.jsonl"
     lines = broken.read_text().splitlines()
     lines[2] = '{"timestamp": 0.0667, "blendshapes": [0.1, oops]}'
@@ -74,7 +80,7 @@ def test_manifest_file_layout(varied_dir, tmp_path):
     out = tmp_path / "m.jsonl.gz"
     write_manifest(varied_dir, out)
     lines = [json.loads(line) for line in gzip.decompress(out.read_bytes()).decode().splitlines()]
-    assert lines[0] == {"format": "koemorph-manifest", "version": 1, "takes": 7, "timestamp_unit": "s"}
+    assert lines[0] == {"format": "koemorph-manifest", "version": 2, "takes": 8, "timestamp_unit": "s"}
     first = lines[1]
     assert first["wav"] == "a/t44_60fps.wav" and first["rate"] == 44100 and first["rows"] == 162
     assert first["source_fps"] == pytest.approx(60.0, rel=1e-3) and first["pose"] is False
@@ -116,7 +122,7 @@ def test_default_manifest_is_used_only_while_it_matches(varied_dir, tmp_path, mo
         raise AssertionError("a take was opened")
 
     with monkeypatch.context() as m:
-        m.setattr(takes_module, "validate_take", no_reading)
+        m.setattr(takes_module, "take_counts", no_reading)
         used = _table(root, VIEWS[0])
     assert used.manifest is not None and used.infos == reference.infos
     with open(root / "b/t16_25fps.jsonl", "a") as f:  # a changed size: the manifest is out of date
@@ -147,7 +153,55 @@ def test_manifest_command(varied_dir, tmp_path, capsys):
     shutil.copytree(varied_dir, root)
     assert main(["manifest", str(root), "--workers", "2"]) == 0
     out = capsys.readouterr()
-    assert f"7 takes (1 malformed) written to {root / MANIFEST_NAME}" in out.out
+    assert f"8 takes (1 malformed) written to {root / MANIFEST_NAME}" in out.out
     assert "malformed: d/broken.jsonl:3:" in out.err
     assert main(["manifest", str(root), "--out", str(tmp_path / "elsewhere.jsonl.gz")]) == 0
-    assert len(read_manifest(tmp_path / "elsewhere.jsonl.gz").entries) == 7
+    assert len(read_manifest(tmp_path / "elsewhere.jsonl.gz").entries) == 8
+
+
+@pytest.mark.parametrize(("fps", "frames"), [(30, 90), (60, 179), (25, 75), (24, 72)])
+def test_dropped_rows_count_as_loading_resamples_them(varied_dir, tmp_path, fps, frames):
+    # 90 rows at 30 fps (timestamps to 6 decimals) without rows 40-45: span 2.966667 s, so
+    # floor(2.966667 * fps + 1e-9) + 1 frames at any rate, 30 fps included (the gap is filled).
+    out = tmp_path / "m.jsonl.gz"
+    _where, written = write_manifest(varied_dir, out)
+    line = next(e for e in written.entries if e.wav == "e/t30_dropped.wav")
+    assert line.rows == 84 and line.max_step_s == pytest.approx(7 / 30, abs=2e-6)
+    for manifest in (False, out):
+        table = _table(varied_dir, (16000, fps, "exact"), manifest=manifest)
+        names = [wav.name for wav, _ in table.pairs]
+        assert table.infos[names.index("t30_dropped.wav")].blendshape_frames == frames
+
+
+def test_entries_read_back_equal_those_written(varied_dir, tmp_path):
+    out = tmp_path / "m.jsonl.gz"
+    _where, written = write_manifest(varied_dir, out)
+    read = read_manifest(out)
+    assert read.entries == written.entries
+    assert read.pairs() == [(e.wav, e.jsonl) for e in written.entries]
+
+
+def test_a_bad_manifest_line_is_named(varied_dir, tmp_path):
+    out = tmp_path / "m.jsonl.gz"
+    write_manifest(varied_dir, out)
+    lines = gzip.decompress(out.read_bytes()).decode().splitlines()
+    assert '"rows":' in lines[3]
+    lines[3] = lines[3].replace('"rows":', '"rowz":')
+    out.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(out))}:4: .*unknown field `rowz`"):
+        read_manifest(out)
+
+
+def test_an_older_default_manifest_is_validated_around(varied_dir, tmp_path, caplog):
+    root = tmp_path / "copy"
+    shutil.copytree(varied_dir, root)
+    write_manifest(root)
+    lines = gzip.decompress((root / MANIFEST_NAME).read_bytes()).decode().splitlines()
+    lines[0] = lines[0].replace('"version":2', '"version":1')
+    (root / MANIFEST_NAME).write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    with caplog.at_level("WARNING", logger="koemorph_data"):
+        table = _table(root, VIEWS[0])
+    assert table.manifest is None and len(table.pairs) == 8
+    assert "manifest version 1, this package reads 2" in caplog.text
+    with pytest.raises(ValueError, match="manifest version 1, this package reads 2"):
+        _table(root, VIEWS[0], manifest=root / MANIFEST_NAME)

@@ -1,16 +1,21 @@
-"""What several commands share: option types, the dataset options, the progress bar."""
+"""What several commands share: option types, the dataset options, where takes are stored
+(``--storage-options``), the progress bar."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
 from ..blendshapes import TIMESTAMP_UNITS, BlendshapeOrder, LabelFormat, blendshape_permutation
+from ..errors import UserError
+from ..storage import TakeSource, is_remote, open_root
 
 
 def positive_int(text: str) -> int:
@@ -86,6 +91,39 @@ def _blendshape_order(text: str) -> BlendshapeOrder:
 def label_format(args: argparse.Namespace) -> LabelFormat:
     """How the command reads the takes' JSONL (from ``add_dataset_options``' options)."""
     return LabelFormat(args.blendshape_order, args.timestamp_unit)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """argparse type: a JSON object."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+def add_storage_options(parser: argparse.ArgumentParser) -> None:
+    """``--storage-options JSON``: fsspec options for data in object storage (a URL argument)."""
+    parser.add_argument(
+        "--storage-options",
+        type=_json_object,
+        default=None,
+        metavar="JSON",
+        help="fsspec options for a URL, as a JSON object (e.g. '{\"anon\": true}', or "
+        '\'{"client_kwargs": {"endpoint_url": "http://host:9000"}, "key": "...", "secret": "..."}\')',
+    )
+
+
+def take_source(location: str, args: argparse.Namespace) -> TakeSource:
+    """The takes under a directory or URL given on the command line (``--storage-options`` for a
+    URL); a local path that is not a directory is a UserError."""
+    if not is_remote(location):
+        local = Path(location[len("file://") :] if location.startswith("file://") else location)
+        if not local.is_dir():
+            raise UserError(f"{location} is not a directory")
+    return open_root(location, getattr(args, "storage_options", None))
 
 
 class TakeProgress:

@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 from ..errors import UserError
 from ..manifest import write_manifest
-from .common import add_dataset_options, label_format, positive_int
+from .common import add_dataset_options, add_storage_options, label_format, positive_int
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -18,27 +17,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default=None, help="where to write it, path or URL (default: DATA_DIR/koemorph-manifest.jsonl.gz)"
     )
-    parser.add_argument(
-        "--storage-options",
-        type=_json_object,
-        default=None,
-        metavar="JSON",
-        help="fsspec options for a URL, as a JSON object (e.g. '{\"anon\": true}')",
-    )
+    add_storage_options(parser)
     parser.add_argument(
         "--workers", type=positive_int, default=8, help="parallel threads stating and parsing takes (default 8)"
     )
     add_dataset_options(parser)  # only --timestamp-unit changes what is recorded
-
-
-def _json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

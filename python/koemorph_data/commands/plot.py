@@ -1,5 +1,8 @@
 """``koemorph-data plot TAKE.wav --out sync.png``: is a take in sync?
 
+``TAKE.wav`` may be a URL (``s3://bucket/prefix/take.wav``, with ``--storage-options``): the
+take's two objects are fetched into memory.
+
 Draws the audio's loudness envelope (RMS per blendshape frame) against jawOpen and a few other
 mouth shapes over time, and the cross-correlation of envelope and jawOpen over lags
 (:mod:`koemorph_data.sync`); prints and marks the lag with the highest correlation. A positive
@@ -10,21 +13,24 @@ lag means the face is late. matplotlib is imported only here
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from .. import _core
 from ..audio import load_audio
 from ..errors import UserError
+from ..storage import TakeSource, is_remote, open_root
 from ..sync import SyncEstimate, audio_face_lag
-from .common import add_dataset_options, label_format, non_negative_float, positive_float
+from .common import add_dataset_options, add_storage_options, label_format, non_negative_float, positive_float
 
 MOUTH_SHAPES = ("jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthLowerDownLeft")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("take", type=Path, help="TAKE.wav (its TAKE.jsonl must sit beside it)")
+    parser.add_argument(
+        "take", help="TAKE.wav (its TAKE.jsonl must sit beside it), a path or an fsspec URL (s3://bucket/take.wav)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="image to write (e.g. sync.png)")
     parser.add_argument(
         "--max-lag", type=non_negative_float, default=0.5, help="largest lag searched, seconds (default 0.5)"
@@ -32,6 +38,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start", type=non_negative_float, default=0.0, help="first second drawn (default 0)")
     parser.add_argument("--duration", type=positive_float, default=None, help="seconds drawn (default: all)")
     add_dataset_options(parser)
+    add_storage_options(parser)
 
 
 def _verdict(lag: int) -> str:
@@ -68,17 +75,29 @@ def draw(name: str, estimate: SyncEstimate, values: np.ndarray, fps: int, first:
     return fig
 
 
-def _take_paths(take: Path) -> tuple[Path, Path]:
-    wav = take.with_suffix(".wav") if take.suffix.lower() == ".jsonl" else take
-    jsonl = wav.with_suffix(".jsonl")
-    for path in (wav, jsonl):
-        if not path.is_file():
-            raise UserError(f"{path} not found (plot needs TAKE.wav and TAKE.jsonl side by side)")
-    return wav, jsonl
+def _take_objects(take: str, args: argparse.Namespace) -> tuple[TakeSource, str, str]:
+    """The source holding the take and the take's wav and jsonl names in it (UserError when one
+    is missing)."""
+    if is_remote(take):
+        parent, _, name = take.rpartition("/")
+    else:
+        local = Path(take[len("file://") :] if take.startswith("file://") else take)
+        parent, name = str(local.parent), local.name
+    named = PurePosixPath(name)
+    wav = named.with_suffix(".wav").name if named.suffix.lower() == ".jsonl" else name
+    jsonl = PurePosixPath(wav).with_suffix(".jsonl").name
+    source = open_root(parent, args.storage_options)
+    for rel in (wav, jsonl):
+        try:
+            source.stat(rel)
+        except FileNotFoundError:
+            raise UserError(f"{source.name(rel)} not found (plot needs TAKE.wav and TAKE.jsonl side by side)") from None
+    return source, wav, jsonl
 
 
 def run(args: argparse.Namespace) -> int:
-    wav, jsonl = _take_paths(args.take)
+    source, wav_rel, jsonl_rel = _take_objects(args.take, args)
+    wav, jsonl = source.name(wav_rel), source.name(jsonl_rel)
     try:
         import matplotlib
 
@@ -87,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise UserError("matplotlib is not installed; install it with: pip install 'koemorph-data[plot]'") from None
 
-    audio = load_audio(wav, args.sample_rate)
-    values, source_fps, _rows, _pose = label_format(args).load(jsonl, args.fps)
+    audio = load_audio(wav, args.sample_rate, data=source.read_bytes(wav_rel))
+    values, source_fps, _rows, _pose = label_format(args).load_bytes(source.read_bytes(jsonl_rel), jsonl, args.fps)
     estimate = audio_face_lag(audio, args.sample_rate, values, args.fps, int(round(args.max_lag * args.fps)))
     frames = estimate.frames
     if frames < 3:
@@ -102,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         f"{wav}: best lag {lag:+d} frames ({lag * 1000 / args.fps:+.0f} ms, r = {r:.3f}): {_verdict(lag)}; "
         f"{frames} frames at {args.fps} fps" + (f" (source {source_fps:.2f} fps)" if source_fps else "")
     )
-    fig = draw(wav.name, estimate, values, args.fps, first, last)
+    fig = draw(wav_rel, estimate, values, args.fps, first, last)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
     plt.close(fig)

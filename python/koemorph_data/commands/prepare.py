@@ -1,5 +1,9 @@
 """``koemorph-data prepare``: fill the prepared cache of a dataset directory in parallel.
 
+``DATA_DIR`` may be a URL (``s3://bucket/prefix``, with ``--storage-options``): each take is
+fetched and decoded into the cache entry a dataset on that URL reads (keyed by URL, size and
+ETag as listed), so training starts from a warm cache.
+
 Threads, not processes: the expensive parts (Rust JSONL parse, libsndfile decode, soxr
 resampling, writing the .npy files) all run without the GIL, and threads need no pickling
 and share nothing but the cache directory, whose writes are atomic.
@@ -17,15 +21,17 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from ..budget import CacheFull, parse_size
-from ..cache import TakeCache
+from ..cache import SourceStamp, TakeArrays, TakeCache
 from ..errors import UserError
-from ..takes import find_file_pairs
-from .common import TakeProgress, add_dataset_options, label_format, positive_int
+from ..storage import TakeSource
+from .common import TakeProgress, add_dataset_options, add_storage_options, label_format, positive_int, take_source
 
 
 def size(text: str) -> int:
@@ -37,12 +43,17 @@ def size(text: str) -> int:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data_dir", type=Path, help="dataset directory (every **/*.wav with its .jsonl)")
-    parser.add_argument("--cache-dir", type=Path, required=True, help="where the prepared takes are stored")
+    parser.add_argument(
+        "data_dir", help="dataset directory (every **/*.wav with its .jsonl) or fsspec URL (s3://bucket/prefix, ...)"
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, required=True, help="where the prepared takes are stored (a local directory)"
+    )
     parser.add_argument(
         "--workers", type=positive_int, default=os.cpu_count() or 1, help="parallel threads (default: the CPU count)"
     )
     add_dataset_options(parser)
+    add_storage_options(parser)
     parser.add_argument("--force", action="store_true", help="rebuild entries that are already current")
     parser.add_argument(
         "--no-prune", action="store_true", help="keep outdated entries of these takes (default: remove them)"
@@ -63,7 +74,7 @@ class _Tally:
     built: int = 0
     current: int = 0
     nbytes: int = 0
-    failed: list[tuple[Path, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
     unfit: int = 0  # did not fit under --cache-limit, or not started once one did not
 
     @property
@@ -74,23 +85,24 @@ class _Tally:
         """A take did not fit under the limit, or those prepared fill it."""
         return limit is not None and (self.unfit > 0 or self.nbytes >= limit)
 
-    def add(self, wav: Path, future: Future) -> str:
-        """Counts a finished take; returns its progress label."""
+    def add(self, wav: str, future: Future) -> str:
+        """Counts a finished take (``wav`` names it); returns its progress label."""
+        stem = PurePosixPath(wav).stem
         if future.cancelled():
             self.unfit += 1
-            return f"skipped {wav.stem}"
+            return f"skipped {stem}"
         try:
             (audio, blendshapes, _pose), stored = future.result()
         except CacheFull:
             self.unfit += 1
-            return f"did not fit {wav.stem}"
-        except (ValueError, OSError) as exc:  # DataFormatError is a ValueError
+            return f"did not fit {stem}"
+        except (ValueError, OSError) as exc:  # DataFormatError is a ValueError; StorageError an OSError
             self.failed.append((wav, str(exc)))
-            return f"FAILED {wav.stem}"
+            return f"FAILED {stem}"
         self.built += stored
         self.current += not stored
         self.nbytes += int(audio.nbytes + blendshapes.nbytes)
-        return wav.stem
+        return stem
 
 
 def _cache_dir_problem(cache_dir: Path) -> str | None:
@@ -122,7 +134,7 @@ def _takes(n: int) -> str:
 
 
 def _stop(
-    pool: ThreadPoolExecutor, futures: dict[Future, Path], tally: _Tally, progress: TakeProgress, cache_dir: Path
+    pool: ThreadPoolExecutor, futures: dict[Future, str], tally: _Tally, progress: TakeProgress, cache_dir: Path
 ) -> None:
     """After Ctrl-C: cancels the takes not started and lets the running ones finish their entry;
     a second Ctrl-C leaves at once."""
@@ -159,26 +171,65 @@ def _leave_now(cache_dir: Path, running: int) -> None:
     os._exit(130)
 
 
+Fill = Callable[[Any, Any], tuple[TakeArrays, bool]]
+
+
+def _fillers(source: TakeSource, cache: TakeCache, force: bool) -> tuple[Fill, Callable[[list], int], Callable]:
+    """How one take (given relative to the source) is prepared, returning (arrays, stored), how
+    the outdated entries of all of them are pruned, and whether one has a current entry."""
+    if not source.remote:
+        return (
+            lambda wav, jsonl: cache.fill(Path(source.path(wav)), Path(source.path(jsonl)), force=force),
+            lambda pairs: cache.prune([(Path(source.path(w)), Path(source.path(j))) for w, j in pairs]),
+            lambda wav, jsonl: cache.lookup(Path(source.path(wav)), Path(source.path(jsonl))) is not None,
+        )
+
+    def expected(wav: Any, jsonl: Any) -> Any:
+        return source.listed_stat(wav), source.listed_stat(jsonl)  # as listed: no request
+
+    def fill(wav: Any, jsonl: Any) -> tuple[TakeArrays, bool]:
+        entry = None if force else cache.lookup_fetched(source, wav, jsonl, expected(wav, jsonl))
+        if entry is not None:
+            try:
+                return entry.arrays(), False
+            except (OSError, ValueError):
+                pass  # damaged: fetched again
+        return cache.fill_fetched(source, wav, jsonl, expected(wav, jsonl), force=True), True
+
+    def prune(pairs: list) -> int:
+        stamps: list[tuple[SourceStamp, SourceStamp]] = [
+            cache.fetched_stamps(source, w, j, expected(w, j)) for w, j in pairs
+        ]
+        return cache.prune_stamps(stamps)
+
+    def held(wav: Any, jsonl: Any) -> bool:
+        return cache.lookup_fetched(source, wav, jsonl, expected(wav, jsonl)) is not None
+
+    return fill, prune, held
+
+
 def run(args: argparse.Namespace) -> int:
     if (problem := _cache_dir_problem(args.cache_dir)) is not None:  # before the slow search for takes
         raise UserError(f"--cache-dir {problem}")
-    pairs, _orphans = find_file_pairs(args.data_dir)
+    source = take_source(args.data_dir, args)
+    pairs, _orphans = source.list_pairs()
     if not pairs:
         raise UserError(f"no .wav/.jsonl pairs found under {args.data_dir}")
     _make_cache_dir(args.cache_dir)
-    started = time.perf_counter()
     # With a limit, the entries this run uses are never evicted to make room for its next take.
     protect = time.time_ns() if args.cache_limit is not None else None
     cache = TakeCache(
         args.cache_dir, args.sample_rate, args.fps, label_format(args), limit=args.cache_limit, protect_since_ns=protect
     )
+    fill, prune, held = _fillers(source, cache, args.force)
     progress = TakeProgress("prepare", len(pairs))
     tally = _Tally()
-    futures: dict[Future, Path] = {}
+    started = time.perf_counter()
+    futures: dict[Future, str] = {}
     pool = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="koemorph-prepare")
     try:
         for wav, jsonl in pairs:
-            futures[pool.submit(cache.fill, wav, jsonl, force=args.force)] = wav
+            futures[pool.submit(fill, wav, jsonl)] = source.name(wav)
         for future in as_completed(futures):
             full = tally.full(args.cache_limit)
             progress.step(tally.add(futures.pop(future), future))
@@ -196,29 +247,29 @@ def run(args: argparse.Namespace) -> int:
         return 130
     pool.shutdown()
     progress.close()
-    pruned = 0 if args.no_prune else cache.prune(pairs)
+    pruned = 0 if args.no_prune else prune(pairs)
     print(
         f"prepared {tally.prepared}/{len(pairs)} takes in {args.cache_dir} "
         f"({tally.built} built, {tally.current} already current, {pruned} outdated removed; "
         f"{tally.nbytes / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s"
     )
     if args.cache_limit is not None:
-        _report_limit(cache, pairs)
-    for wav, reason in tally.failed:
-        print(f"failed: {wav}: {reason}", file=sys.stderr)
+        _report_limit(cache, lambda: [held(wav, jsonl) for wav, jsonl in pairs])
+    for name, reason in tally.failed:
+        print(f"failed: {name}: {reason}", file=sys.stderr)
     return 1 if tally.failed else 0
 
 
-def _report_limit(cache: TakeCache, pairs: list[tuple[Path, Path]]) -> None:
+def _report_limit(cache: TakeCache, held: Callable[[], list[bool]]) -> None:
     """Brings the cache within its limit (least recently used entries first, then the takes of
     this run reached last) and says how many of the takes it holds."""
-    held = cache.trim()
-    kept = sum(cache.lookup(wav, jsonl) is not None for wav, jsonl in pairs)
-    line = f"cache limit {(cache.limit or 0) / 1e6:.1f} MB: {kept} of the {_takes(len(pairs))} fit"
-    line += f" (the cache holds {held / 1e6:.1f} MB)"
-    if kept < len(pairs):
+    total = cache.trim()
+    kept = held()
+    line = f"cache limit {(cache.limit or 0) / 1e6:.1f} MB: {sum(kept)} of the {_takes(len(kept))} fit"
+    line += f" (the cache holds {total / 1e6:.1f} MB)"
+    if sum(kept) < len(kept):
         line += (
-            f"; datasets with this cache_dir and cache_limit decode the other {len(pairs) - kept} on first use, "
+            f"; datasets with this cache_dir and cache_limit decode the other {len(kept) - sum(kept)} on first use, "
             "evicting the least recently used takes"
         )
     print(line)
