@@ -23,7 +23,7 @@ from .batch import Batch, BatchSchema
 from .blendshapes import BlendshapeOrder, LabelFormat
 from .budget import parse_size
 from .loader import BatchLoader
-from .lookahead import TakeLookahead, lane_starts, run_starts, take_pieces
+from .lookahead import TakeLookahead, lane_starts, piece_start, take_pieces
 from .plan import EpochPlan
 from .sampling import (
     AdaptiveStride,
@@ -449,7 +449,7 @@ class WindowDataset(KoeMorphNames, IterableDataset):
             pieces = take_pieces(self.sampler.window_runs(epoch, worker, workers, resume))
             stream = (
                 self.reader.sample(plan, i)
-                for plan, positions in ahead.follow(pieces, lambda piece: run_starts(*piece))
+                for _take, plan, positions in ahead.follow(pieces, piece_start)
                 for i in positions.tolist()
             )
         for item in stream:

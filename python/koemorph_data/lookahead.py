@@ -44,15 +44,22 @@ def lane_starts(step: tuple[EpochPlan, np.ndarray, np.ndarray]) -> list[int]:
     return np.asarray(plan.file[started]).tolist() if len(started) else []
 
 
-def take_pieces(runs: Iterable[tuple[EpochPlan, np.ndarray]]) -> Iterator[tuple[EpochPlan, np.ndarray]]:
-    """The same (plan, positions) runs cut where the take changes: one piece per take."""
+def take_pieces(runs: Iterable[tuple[EpochPlan, np.ndarray]]) -> Iterator[tuple[int, EpochPlan, np.ndarray]]:
+    """The same (plan, positions) runs cut where the take changes: (take, plan, positions) of
+    one take each."""
     for plan, positions in runs:
         if len(positions) == 0:
             continue
         files = np.asarray(plan.file[positions])
-        bounds = (np.flatnonzero(files[1:] != files[:-1]) + 1).tolist()
-        for lo, hi in itertools.pairwise([0, *bounds, len(positions)]):
-            yield plan, positions[lo:hi]
+        bounds = np.flatnonzero(files[1:] != files[:-1]) + 1
+        takes = files[np.concatenate(([0], bounds))].tolist()
+        for take, lo, hi in zip(takes, [0, *bounds.tolist()], [*bounds.tolist(), len(positions)]):
+            yield take, plan, positions[lo:hi]
+
+
+def piece_start(piece: tuple[int, EpochPlan, np.ndarray]) -> list[int]:
+    """The take a ``take_pieces`` piece starts."""
+    return [piece[0]]
 
 
 class TakeLookahead:
