@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -359,3 +360,21 @@ def test_prepare_fills_up_to_the_limit_and_says_how_many_fit(takes, take_bytes, 
     assert "1 of the 12 takes fit" in capsys.readouterr().out
     fit = [lookup(cache_dir, w, w.with_suffix(".jsonl"), sample_rate=16000, target_fps=30) is not None for w in wavs]
     assert fit == [True] + [False] * 11
+
+
+def test_prepare_on_a_url_with_a_limit(takes, take_bytes, tmp_path, s3_endpoint, capsys):
+    """``prepare s3://... --cache-limit``: the first takes that fit, as a dataset on the URL reads them."""
+    url = _bucket(takes, s3_endpoint)
+    storage = json.dumps(s3_options(s3_endpoint))
+    cache_dir = tmp_path / "cache"
+    limit = 3 * take_bytes + 4096  # (an S3 entry's record names URLs: a few bytes longer)
+    args = ["prepare", url, "--cache-dir", str(cache_dir), "--storage-options", storage, "--workers", "1"]
+    assert cli_main([*args, "--cache-limit", str(limit)]) == 0
+    assert "3 of the 12 takes fit" in capsys.readouterr().out
+    assert held_bytes(cache_dir) <= limit
+    # A dataset on the URL with the same limit streams what the local takes give, fetching the others.
+    ds = SequentialKoeMorphDataset(
+        url, storage_options=s3_options(s3_endpoint), cache_dir=cache_dir, cache_limit=limit, **OPTIONS
+    )
+    assert equal_streams(ds.loader(), SequentialKoeMorphDataset(takes, **OPTIONS).loader()) > 0
+    assert held_bytes(cache_dir) <= limit
