@@ -184,13 +184,18 @@ def test_a_remote_take_is_fetched_with_one_get_per_object_and_no_head(tmp_path, 
     assert sorted(log.methods) == sorted(("GET", path) for path in objects)
 
 
-def test_an_object_replaced_by_one_of_the_same_size_is_named(tmp_path, s3_endpoint):
+def one_take_in_a_bucket(tmp_path, endpoint):
+    """(local dir, its bucket URL, the URL's source after listing, (wav, jsonl) relative paths)."""
     local = tmp_path / "local"
     make_dataset(local, takes=1, seconds=1.0, seed=2)
-    url = upload_dir(local, s3_endpoint, f"s3://samesize-{uuid.uuid4().hex[:8]}/capture")
-    source = open_root(url, s3_options(s3_endpoint))
+    url = upload_dir(local, endpoint, f"s3://one-{uuid.uuid4().hex[:8]}/capture")
+    source = open_root(url, s3_options(endpoint))
     (pair,), _ = source.list_pairs()
-    wav = pair[0]
+    return local, url, source, pair
+
+
+def test_an_object_replaced_by_one_of_the_same_size_is_named(tmp_path, s3_endpoint):
+    local, url, source, (wav, _) = one_take_in_a_bucket(tmp_path, s3_endpoint)
     listed = source.listed_stat(wav)
     original = source.read_checked(wav, listed)
     assert original == (local / wav).read_bytes()
@@ -204,12 +209,7 @@ def test_an_object_replaced_by_one_of_the_same_size_is_named(tmp_path, s3_endpoi
 def test_an_etag_that_is_not_an_md5_falls_back_to_asking_the_store(tmp_path, s3_endpoint):
     """Objects encrypted with SSE-KMS have 32-hex ETags that are not their MD5: an unchanged one
     is served (the store confirms its ETag), and the source stops trusting ETags as MD5s."""
-    local = tmp_path / "local"
-    make_dataset(local, takes=1, seconds=1.0, seed=3)
-    url = upload_dir(local, s3_endpoint, f"s3://kms-{uuid.uuid4().hex[:8]}/capture")
-    source = open_root(url, s3_options(s3_endpoint))
-    (pair,), _ = source.list_pairs()
-    jsonl = pair[1]
+    local, _, source, (_, jsonl) = one_take_in_a_bucket(tmp_path, s3_endpoint)
     real = source.listed_stat(jsonl)
     not_md5 = ObjectStat(real.size, "0" * 32)
 
