@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
+import re
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +146,62 @@ def upload_dir(local: Path, endpoint: str, url: str) -> str:
         if path.is_file():
             fs.pipe_file(f"{url.rstrip('/')}/{path.relative_to(local).as_posix()}", path.read_bytes())
     return url
+
+
+REQUEST_DEADLINE_S = 60.0  # for a background request to show up; a hang fails instead of blocking
+
+
+class RequestLog(logging.Handler):
+    """The object paths the moto server (werkzeug) served for one bucket, in order (``paths``;
+    ``methods``: the same requests as (method, path))."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(level=logging.INFO)
+        self.prefix = f"/{bucket}/"
+        self.paths: list[str] = []
+        self.methods: list[tuple[str, str]] = []
+        self.paths_lock = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = re.search(r"(GET|HEAD) (/\S+) HTTP", record.getMessage())
+        if found and found[2].startswith(self.prefix):
+            with self.paths_lock:
+                self.paths.append(found[2].split("?")[0])
+                self.methods.append((found[1], self.paths[-1]))
+
+    def clear(self) -> None:
+        with self.paths_lock:
+            self.paths.clear()
+            self.methods.clear()
+
+    def requested(self, ds, take: int) -> bool:
+        """Any request for one of the take's two objects."""
+        wanted = {"/" + p.as_posix() for p in ds.file_pairs[take]}
+        with self.paths_lock:
+            return any(path in wanted for path in self.paths)
+
+    def count(self, url: str) -> int:
+        """Requests for one object (its ``s3://`` URL)."""
+        with self.paths_lock:
+            return self.paths.count(url[len("s3:/") :])
+
+    def wait_for(self, ds, take: int) -> None:
+        deadline = time.monotonic() + REQUEST_DEADLINE_S
+        while not self.requested(ds, take):
+            assert time.monotonic() < deadline, f"take {take} was never requested"
+            time.sleep(0.005)
+
+
+@contextlib.contextmanager
+def request_log_of(bucket_url: str):
+    """A ``RequestLog`` of the moto server's requests for ``bucket_url``'s bucket while the block runs."""
+    log = RequestLog(bucket_url[len("s3://") :].split("/")[0])
+    werkzeug = logging.getLogger("werkzeug")
+    werkzeug.addHandler(log)
+    level = werkzeug.level
+    werkzeug.setLevel(logging.INFO)
+    try:
+        yield log
+    finally:
+        werkzeug.removeHandler(log)
+        werkzeug.setLevel(level)

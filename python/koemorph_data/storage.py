@@ -17,6 +17,7 @@ local copy of it list the same takes in the same order.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, TypeVar
 
-from .errors import StorageError
+from .errors import DataFormatError, StorageError
 
 logger = logging.getLogger("koemorph_data")
 
@@ -37,6 +38,8 @@ R = TypeVar("R")
 RelPair = tuple[PurePosixPath, PurePosixPath]
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# S3's ETag of an object uploaded in one part (without SSE-KMS) is the MD5 of its content.
+_MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
 
 #: Defaults of a remote source's request policy.
 DEFAULT_TIMEOUT_S = 30.0
@@ -182,6 +185,15 @@ class TakeSource:
         """The whole content of one object."""
         raise NotImplementedError
 
+    def read_checked(self, rel: PurePosixPath | str, expected: ObjectStat) -> bytes:
+        """The whole content of one object that still has the size and version it was listed
+        with (or the manifest recorded); DataFormatError naming it otherwise."""
+        now = self.stat(rel)
+        data = self.read_bytes(rel) if now == expected or expected.version is None else None
+        if data is None or len(data) != expected.size or now.size != expected.size:
+            raise changed_object(self.name(rel), expected, f"size {now.size}, version {now.version!r}")
+        return data
+
     def open(self, rel: PurePosixPath | str) -> BinaryIO:
         """The object as a binary file (reads fetch only what is read: a wav header)."""
         raise NotImplementedError
@@ -272,6 +284,7 @@ class RemoteSource(TakeSource):
         self._pid = os.getpid()
         self.base = PurePosixPath(self.fs._strip_protocol(url).rstrip("/"))
         self.listed: dict[PurePosixPath, ObjectStat] = {}  # what the last listing saw
+        self.etag_is_md5 = True  # until an unchanged object's content says otherwise
 
     @property
     def fs(self) -> Any:
@@ -342,14 +355,43 @@ class RemoteSource(TakeSource):
         found = self.listed.get(PurePosixPath(rel))
         return found if found is not None else self.stat(rel)
 
-    def read_bytes(self, rel: PurePosixPath | str) -> bytes:
+    def read_bytes(self, rel: PurePosixPath | str, known_size: int | None = None) -> bytes:
         path = self.path(rel).as_posix()
-        return self._call("read", rel, lambda: self.fs.cat_file(path, **self._deadline()))
+        options = self._deadline()
+        if self.protocol in ("s3", "s3a") and known_size is not None and known_size <= self.fs.default_block_size:
+            # s3fs asks for the size (a HEAD) to decide on a split download; it would not split this one.
+            options["max_concurrency"] = 1
+        return self._call("read", rel, lambda: self.fs.cat_file(path, **options))
+
+    def read_checked(self, rel: PurePosixPath | str, expected: ObjectStat) -> bytes:
+        # One GET instead of a HEAD and a GET when the ETag is an MD5 of the content: the bytes
+        # received are checked against it. An ETag that looks like one but is not (SSE-KMS)
+        # falls back, for this source, to asking the store.
+        version = expected.version
+        if not (self.etag_is_md5 and isinstance(version, str) and _MD5_ETAG.match(version)):
+            return super().read_checked(rel, expected)
+        data = self.read_bytes(rel, known_size=expected.size)
+        digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        if len(data) == expected.size and digest == version:
+            return data
+        if len(data) == expected.size and self.stat(rel) == expected:
+            self.etag_is_md5 = False  # unchanged object, other ETag scheme
+            return data
+        raise changed_object(self.name(rel), expected, f"size {len(data)}, content MD5 {digest!r}")
 
     def open(self, rel: PurePosixPath | str) -> BinaryIO:
         path = self.path(rel).as_posix()
         # Read in small blocks: a header read fetches a few KiB, not the whole object.
         return self._call("open", rel, lambda: self.fs.open(path, "rb", block_size=1 << 16))
+
+
+def changed_object(name: str, expected: ObjectStat, now: str) -> DataFormatError:
+    """The error for an object whose content is no longer the one listed or in the manifest."""
+    reason = (
+        f"changed since it was listed or the manifest was written (size {expected.size}, "
+        f"version {expected.version!r}; now {now})"
+    )
+    return DataFormatError(f"{name}: {reason}", path=name, reason=reason)
 
 
 def open_root(

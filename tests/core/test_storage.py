@@ -9,10 +9,18 @@ import uuid
 from pathlib import Path, PurePosixPath
 
 import pytest
-from conftest import s3_options, start_s3_server, upload_dir
+from conftest import request_log_of, s3_options, start_s3_server, upload_dir
 
-from koemorph_data.errors import StorageError
-from koemorph_data.storage import LocalSource, RemoteSource, find_file_pairs, is_remote, map_in_order, open_root
+from koemorph_data.errors import DataFormatError, StorageError
+from koemorph_data.storage import (
+    LocalSource,
+    ObjectStat,
+    RemoteSource,
+    find_file_pairs,
+    is_remote,
+    map_in_order,
+    open_root,
+)
 from koemorph_data.synthetic import make_dataset
 
 
@@ -153,3 +161,64 @@ def test_map_in_order_raises_the_first_failure_in_order():
     with pytest.raises(StorageError, match="object 30 failed"):
         map_in_order(call, range(10_000), workers=4)
     assert len(started) <= 31 + 4 * 4 + 4  # the rest were never started
+
+
+# ---------------------------------------------------------------------------- one GET per object
+def test_a_remote_take_is_fetched_with_one_get_per_object_and_no_head(tmp_path, s3_endpoint):
+    """With the manifest's (or listing's) ETags, a take's objects are checked against the MD5 of
+    the bytes received: the server sees one GET per object and no HEAD."""
+    from koemorph_data import SequentialKoeMorphDataset
+    from koemorph_data.manifest import write_manifest
+
+    local = tmp_path / "local"
+    make_dataset(local, takes=3, seconds=3.0, seed=4)
+    url = upload_dir(local, s3_endpoint, f"s3://oneget-{uuid.uuid4().hex[:8]}/capture")
+    write_manifest(url, storage_options=s3_options(s3_endpoint))
+    ds = SequentialKoeMorphDataset(
+        url, storage_options=s3_options(s3_endpoint), cache_dir=tmp_path / "cache", prefetch_takes=0, window_frames=32
+    )
+    with request_log_of(url) as log:
+        for take in range(len(ds.file_pairs)):
+            ds.store.get(take)
+    objects = {"/" + path.as_posix() for pair in ds.file_pairs for path in pair}
+    assert sorted(log.methods) == sorted(("GET", path) for path in objects)
+
+
+def one_take_in_a_bucket(tmp_path, endpoint):
+    """(local dir, its bucket URL, the URL's source after listing, (wav, jsonl) relative paths)."""
+    local = tmp_path / "local"
+    make_dataset(local, takes=1, seconds=1.0, seed=2)
+    url = upload_dir(local, endpoint, f"s3://one-{uuid.uuid4().hex[:8]}/capture")
+    source = open_root(url, s3_options(endpoint))
+    (pair,), _ = source.list_pairs()
+    return local, url, source, pair
+
+
+def test_an_object_replaced_by_one_of_the_same_size_is_named(tmp_path, s3_endpoint):
+    local, url, source, (wav, _) = one_take_in_a_bucket(tmp_path, s3_endpoint)
+    listed = source.listed_stat(wav)
+    original = source.read_checked(wav, listed)
+    assert original == (local / wav).read_bytes()
+    changed = original[:-2] + bytes([original[-2] ^ 1, original[-1]])  # one bit, same size
+    source.fs.pipe_file(source.path(wav).as_posix(), changed)
+    with pytest.raises(DataFormatError, match="changed since it was listed.*content MD5") as info:
+        source.read_checked(wav, listed)
+    assert info.value.path == f"{url}/{wav.as_posix()}"
+
+
+def test_an_etag_that_is_not_an_md5_falls_back_to_asking_the_store(tmp_path, s3_endpoint):
+    """Objects encrypted with SSE-KMS have 32-hex ETags that are not their MD5: an unchanged one
+    is served (the store confirms its ETag), and the source stops trusting ETags as MD5s."""
+    local, _, source, (_, jsonl) = one_take_in_a_bucket(tmp_path, s3_endpoint)
+    real = source.listed_stat(jsonl)
+    not_md5 = ObjectStat(real.size, "0" * 32)
+
+    class KmsLikeSource(type(source)):  # the store reports the non-MD5 ETag for the object
+        def stat(self, rel):
+            return not_md5 if PurePosixPath(rel) == jsonl else super().stat(rel)
+
+    source.__class__ = KmsLikeSource
+    assert source.read_checked(jsonl, not_md5) == (local / jsonl).read_bytes()
+    assert source.etag_is_md5 is False
+    with pytest.raises(DataFormatError, match="changed since"):  # a real change still shows
+        source.read_checked(jsonl, ObjectStat(real.size, "1" * 32))

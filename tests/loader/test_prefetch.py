@@ -5,17 +5,14 @@ reaches it, after every window before it."""
 
 from __future__ import annotations
 
-import logging
 import re
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 import uuid
 
 import pytest
-from conftest import s3_options, upload_dir
+from conftest import request_log_of, s3_options, upload_dir
 from torch.utils.data import DataLoader
 
 from koemorph_data import SequentialKoeMorphDataset
@@ -23,44 +20,6 @@ from koemorph_data.errors import DataFormatError
 from koemorph_data.manifest import write_manifest
 
 OPTIONS = dict(window_frames=64, stride_frames=16, loop_dataset=False, seed=5)
-DEADLINE_S = 60.0  # for a background request to show up; a hang fails instead of blocking
-
-
-class RequestLog(logging.Handler):
-    """The object paths the moto server (werkzeug) served for one bucket, in order."""
-
-    def __init__(self, bucket: str) -> None:
-        super().__init__(level=logging.INFO)
-        self.prefix = f"/{bucket}/"
-        self.paths: list[str] = []
-        self.paths_lock = threading.Lock()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        found = re.search(r"(GET|HEAD) (/\S+) HTTP", record.getMessage())
-        if found and found[2].startswith(self.prefix):
-            with self.paths_lock:
-                self.paths.append(found[2].split("?")[0])
-
-    def clear(self) -> None:
-        with self.paths_lock:
-            self.paths.clear()
-
-    def requested(self, ds, take: int) -> bool:
-        """Any request for one of the take's two objects."""
-        wanted = {"/" + p.as_posix() for p in ds.file_pairs[take]}
-        with self.paths_lock:
-            return any(path in wanted for path in self.paths)
-
-    def count(self, url: str) -> int:
-        """Requests for one object (its ``s3://`` URL)."""
-        with self.paths_lock:
-            return self.paths.count(url[len("s3:/") :])
-
-    def wait_for(self, ds, take: int) -> None:
-        deadline = time.monotonic() + DEADLINE_S
-        while not self.requested(ds, take):
-            assert time.monotonic() < deadline, f"take {take} was never requested"
-            time.sleep(0.005)
 
 
 @pytest.fixture()
@@ -72,14 +31,8 @@ def bucket(many_dataset, s3_endpoint):
 
 @pytest.fixture()
 def request_log(bucket):
-    log = RequestLog(bucket[len("s3://") :].split("/")[0])
-    werkzeug = logging.getLogger("werkzeug")
-    werkzeug.addHandler(log)
-    level = werkzeug.level
-    werkzeug.setLevel(logging.INFO)
-    yield log
-    werkzeug.removeHandler(log)
-    werkzeug.setLevel(level)
+    with request_log_of(bucket) as log:
+        yield log
 
 
 def remote(bucket, s3_endpoint, tmp_path, **kwargs):
