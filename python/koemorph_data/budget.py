@@ -159,11 +159,10 @@ class CacheBudget:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             # Opened anew each time: a forked child shares an inherited descriptor's lock, so
             # it would not exclude its parent.
-            fd = os.open(self.cache_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._fd = os.open(self.cache_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_EX)
-                self._fd = fd
                 ledger = self._read_ledger()
                 if ledger is None or not self._recounted:
                     self.recount()
@@ -317,11 +316,26 @@ def budget_for(cache_dir: str | os.PathLike[str]) -> CacheBudget:
 
 
 def _forget_after_fork() -> None:
-    # A forked child starts with its own budgets (and fresh locks: a parent's thread may have
-    # held one at the fork).
+    # A forked child starts with its own budgets and fresh thread locks (a parent's thread may
+    # have held one at the fork). A flock belongs to the open file, which the child's copy of
+    # the descriptor would keep open, and so locked, after the parent's thread lets go: the
+    # child closes every descriptor it inherited on a lock file.
     global _BUDGETS_LOCK
     _BUDGETS_LOCK = threading.Lock()
+    inherited = {budget._fd for budget in _BUDGETS.values() if budget._fd is not None}
     _BUDGETS.clear()
+    if os.path.isdir("/proc/self/fd"):  # also one opened a moment before the fork, or by other code
+        for name in os.listdir("/proc/self/fd"):
+            try:
+                if os.readlink(f"/proc/self/fd/{name}").endswith("/" + LOCK_NAME):
+                    inherited.add(int(name))
+            except OSError:
+                pass
+    for fd in inherited:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 if hasattr(os, "register_at_fork"):

@@ -378,3 +378,28 @@ def test_prepare_on_a_url_with_a_limit(takes, take_bytes, tmp_path, s3_endpoint,
     )
     assert equal_streams(ds.loader(), SequentialKoeMorphDataset(takes, **OPTIONS).loader()) > 0
     assert held_bytes(cache_dir) <= limit
+
+
+_FORK_WHILE_LOCKED = textwrap.dedent("""
+    import os, signal, sys, time
+    from koemorph_data.budget import budget_for
+    from koemorph_data.cache import load_take
+    cache_dir, wav, jsonl = sys.argv[1:4]
+    with budget_for(cache_dir).locked():  # as a thread storing a take while torch forks a worker
+        pid = os.fork()
+        if pid == 0:  # the child needs the lock to store a take: it has it once the parent lets go
+            signal.alarm(100)  # a child that never gets it does not outlive the test
+            audio, _, _ = load_take(cache_dir, wav, jsonl, sample_rate=16000, target_fps=30)
+            os._exit(0 if len(audio) == 48000 else 3)
+        time.sleep(0.5)
+    _, status = os.waitpid(pid, 0)
+    print("child", os.waitstatus_to_exitcode(status))
+""")
+
+
+def test_a_process_forked_while_the_cache_is_locked_does_not_keep_it_locked(takes, tmp_path):
+    wav = sorted(takes.glob("*.wav"))[0]
+    script = [sys.executable, "-c", _FORK_WHILE_LOCKED, str(tmp_path), str(wav), str(wav.with_suffix(".jsonl"))]
+    proc = subprocess.run(script, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "child 0"
