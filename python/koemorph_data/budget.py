@@ -159,7 +159,9 @@ class CacheBudget:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             # Opened anew each time: a forked child shares an inherited descriptor's lock, so
             # it would not exclude its parent.
-            fd = os.open(self.cache_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            with _LOCK_FDS_GUARD:  # a fork waits until the descriptor is on the list
+                fd = os.open(self.cache_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+                _LOCK_FDS.add(fd)
             try:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_EX)
@@ -172,7 +174,9 @@ class CacheBudget:
                 yield self
             finally:
                 self._fd = None
-                os.close(fd)  # releases the lock
+                with _LOCK_FDS_GUARD:
+                    _LOCK_FDS.discard(fd)
+                    os.close(fd)  # releases the lock
 
     def _read_ledger(self) -> int | None:
         assert self._fd is not None
@@ -304,6 +308,11 @@ class CacheBudget:
 
 _BUDGETS: dict[str, CacheBudget] = {}
 _BUDGETS_LOCK = threading.Lock()
+# Lock-file descriptors open in this process. flock belongs to the open file, which a forked
+# child shares: a child must close the copies it inherits, or a lock a parent's thread held at
+# the fork would stay held by the child for as long as it lives (a deadlock across workers).
+_LOCK_FDS: set[int] = set()
+_LOCK_FDS_GUARD = threading.Lock()
 
 
 def budget_for(cache_dir: str | os.PathLike[str]) -> CacheBudget:
@@ -318,11 +327,26 @@ def budget_for(cache_dir: str | os.PathLike[str]) -> CacheBudget:
 
 def _forget_after_fork() -> None:
     # A forked child starts with its own budgets (and fresh locks: a parent's thread may have
-    # held one at the fork).
-    global _BUDGETS_LOCK
+    # held one at the fork) and without the parent's lock-file descriptors.
+    global _BUDGETS_LOCK, _LOCK_FDS_GUARD
     _BUDGETS_LOCK = threading.Lock()
     _BUDGETS.clear()
+    for fd in _LOCK_FDS:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _LOCK_FDS.clear()
+    _LOCK_FDS_GUARD = threading.Lock()
+
+
+def _before_fork() -> None:
+    _LOCK_FDS_GUARD.acquire()  # no thread between opening a descriptor and listing it
+
+
+def _after_fork_in_parent() -> None:
+    _LOCK_FDS_GUARD.release()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_after_fork)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_forget_after_fork)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -378,3 +379,48 @@ def test_prepare_on_a_url_with_a_limit(takes, take_bytes, tmp_path, s3_endpoint,
     )
     assert equal_streams(ds.loader(), SequentialKoeMorphDataset(takes, **OPTIONS).loader()) > 0
     assert held_bytes(cache_dir) <= limit
+
+
+def _sleep_in_child(started, seconds: float) -> None:
+    started.set()  # after the fork hooks ran
+    time.sleep(seconds)
+
+
+def test_a_fork_while_a_thread_holds_the_cache_lock_does_not_keep_it():
+    """flock belongs to the open file, which a forked child shares: a DataLoader worker forked
+    while a thread of the training process held the cache lock must not keep holding it (this
+    hung two workers forever, each waiting for the lock the other's sibling kept)."""
+    import multiprocessing
+    import tempfile
+
+    from koemorph_data.budget import LOCK_NAME, budget_for
+
+    with tempfile.TemporaryDirectory() as root:
+        budget = budget_for(root)
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with budget.locked():
+                holding.set()
+                release.wait(30)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert holding.wait(30)
+        fork = multiprocessing.get_context("fork")
+        started = fork.Event()
+        child = fork.Process(target=_sleep_in_child, args=(started, 20.0))
+        child.start()  # forked while the lock is held
+        try:
+            assert started.wait(30)
+            release.set()
+            holder.join(30)
+            fd = os.open(os.path.join(root, LOCK_NAME), os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if the child kept it
+            finally:
+                os.close(fd)
+            assert child.is_alive()  # the lock is free while the forked child still lives
+        finally:
+            child.kill()
+            child.join(10)
