@@ -159,10 +159,13 @@ class CacheBudget:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             # Opened anew each time: a forked child shares an inherited descriptor's lock, so
             # it would not exclude its parent.
-            fd = self._fd = os.open(self.cache_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            with _LOCK_FDS_GUARD:  # a fork waits until the descriptor is on the list
+                fd = os.open(self.cache_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+                _LOCK_FDS.add(fd)
             try:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_EX)
+                self._fd = fd
                 ledger = self._read_ledger()
                 if ledger is None or not self._recounted:
                     self.recount()
@@ -171,7 +174,9 @@ class CacheBudget:
                 yield self
             finally:
                 self._fd = None
-                os.close(fd)  # releases the lock
+                with _LOCK_FDS_GUARD:
+                    _LOCK_FDS.discard(fd)
+                    os.close(fd)  # releases the lock
 
     def _read_ledger(self) -> int | None:
         assert self._fd is not None
@@ -303,6 +308,11 @@ class CacheBudget:
 
 _BUDGETS: dict[str, CacheBudget] = {}
 _BUDGETS_LOCK = threading.Lock()
+# Lock-file descriptors open in this process. flock belongs to the open file, which a forked
+# child shares: a child must close the copies it inherits, or a lock a parent's thread held at
+# the fork would stay held by the child for as long as it lives (a deadlock across workers).
+_LOCK_FDS: set[int] = set()
+_LOCK_FDS_GUARD = threading.Lock()
 
 
 def budget_for(cache_dir: str | os.PathLike[str]) -> CacheBudget:
@@ -316,27 +326,27 @@ def budget_for(cache_dir: str | os.PathLike[str]) -> CacheBudget:
 
 
 def _forget_after_fork() -> None:
-    # A forked child starts with its own budgets and fresh thread locks (a parent's thread may
-    # have held one at the fork). A flock belongs to the open file, which the child's copy of
-    # the descriptor would keep open, and so locked, after the parent's thread lets go: the
-    # child closes every descriptor it inherited on a lock file.
-    global _BUDGETS_LOCK
+    # A forked child starts with its own budgets (and fresh locks: a parent's thread may have
+    # held one at the fork) and without the parent's lock-file descriptors.
+    global _BUDGETS_LOCK, _LOCK_FDS_GUARD
     _BUDGETS_LOCK = threading.Lock()
-    inherited = {budget._fd for budget in _BUDGETS.values() if budget._fd is not None}
     _BUDGETS.clear()
-    if os.path.isdir("/proc/self/fd"):  # also one opened a moment before the fork, or by other code
-        for name in os.listdir("/proc/self/fd"):
-            try:
-                if os.readlink(f"/proc/self/fd/{name}").endswith("/" + LOCK_NAME):
-                    inherited.add(int(name))
-            except OSError:
-                pass
-    for fd in inherited:
+    for fd in _LOCK_FDS:
         try:
             os.close(fd)
         except OSError:
             pass
+    _LOCK_FDS.clear()
+    _LOCK_FDS_GUARD = threading.Lock()
+
+
+def _before_fork() -> None:
+    _LOCK_FDS_GUARD.acquire()  # no thread between opening a descriptor and listing it
+
+
+def _after_fork_in_parent() -> None:
+    _LOCK_FDS_GUARD.release()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_after_fork)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_forget_after_fork)
