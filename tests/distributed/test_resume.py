@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import first_batches
 from torch.utils.data import DataLoader
 
 from koemorph_data import SequentialKoeMorphDataset
@@ -23,24 +24,15 @@ def make(data, **kw):
     return SequentialKoeMorphDataset(data, **args)
 
 
-def take(loader, count):
-    out = []
-    for batch in loader:
-        out.append(batch)
-        if len(out) == count:
-            break
-    return out
-
-
 def saved_after_workers(data, workers, **kw):
     ds = make(data, **kw)
-    take(DataLoader(ds, batch_size=2, num_workers=workers), 2)
+    first_batches(DataLoader(ds, batch_size=2, num_workers=workers), 2)
     return ds.state_dict(consumed=4)
 
 
 def test_state_dict_after_workers_needs_consumed(tiny):
     ds = make(tiny, batch_size=2)
-    take(DataLoader(ds, batch_size=2, num_workers=2), 2)
+    first_batches(DataLoader(ds, batch_size=2, num_workers=2), 2)
     with pytest.raises(ValueError, match=r"consumed="):
         ds.state_dict()
     state = ds.state_dict(consumed=4)
